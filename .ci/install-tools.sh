@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the command-line tools the tests and benches drive, if missing.
+# Safe to run repeatedly; needs root (CI and these machines run as root).
+set -eu
+want=(curl wget aria2c nginx wrk unzip 7z bsdtar)
+pkgs=(curl wget aria2 nginx wrk unzip p7zip-full libarchive-tools)
+missing=()
+for i in "${!want[@]}"; do
+  command -v "${want[$i]}" >/dev/null 2>&1 || [ -x "/usr/sbin/${want[$i]}" ] || missing+=("${pkgs[$i]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "install-tools: not root; missing: ${missing[*]} (tests needing them will fail)" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-tools: installed ${missing[*]}"

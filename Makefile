@@ -1,0 +1,42 @@
+# Every target works as the first command on a fresh machine: it creates the
+# virtualenv and installs what it needs (re-installing when pyproject changes).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+ROOT ?= ./data
+
+.PHONY: serve test bench tools clean
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.base
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+$(VENV)/.bench: $(VENV)/.base
+	$(PY) -m pip install -q -e ".[bench]"
+	touch $@
+
+serve: $(VENV)/.base
+	$(VENV)/bin/asgi-xfer serve $(ROOT) --host $(HOST) --port $(PORT)
+
+# Command-line tools the end-to-end tests drive (curl, wget, aria2c, ...):
+# installed with apt-get when missing and we are root; otherwise those tests
+# say which tool is missing.
+tools:
+	@bash .ci/install-tools.sh
+
+test: $(VENV)/.test tools
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.bench $(VENV)/.test tools
+	$(PY) bench/run_downloads.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,81 @@
+"""Settings: one frozen value read from arguments or `XFER_*` environment variables.
+
+Owns: every tunable, its default and the reason for it, and parsing them from
+the environment for `create_app()` and the worker processes of `serve`. Must
+not: open files or sockets.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+# Largest body a simple PUT/POST may carry. 1 TiB: large enough for the files
+# people move, small enough that a bogus Content-Length is refused up front.
+MAX_UPLOAD_BYTES_DEFAULT = 1 << 40
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    tokens: tuple[str, ...] = ()
+    public_read: bool = False
+    no_auth: bool = False
+    gzip: bool = False
+    rate_limit_bytes_per_s: int = 0
+    max_upload_bytes: int = MAX_UPLOAD_BYTES_DEFAULT
+    node_name: str = ""
+    peers: tuple[str, ...] = field(default_factory=tuple)
+
+    def with_root(self, root: str | os.PathLike[str]) -> Settings:
+        return replace(self, root=Path(root))
+
+
+def _env_bool(env: dict[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_list(env: dict[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _env_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def settings_from_env(env: dict[str, str] | None = None) -> Settings:
+    """Read `XFER_*` variables (the same names `asgi-xfer serve` exports)."""
+    env = dict(os.environ if env is None else env)
+    return Settings(
+        root=Path(env.get("XFER_ROOT", "data")),
+        tokens=_env_list(env, "XFER_TOKENS"),
+        public_read=_env_bool(env, "XFER_PUBLIC_READ"),
+        no_auth=_env_bool(env, "XFER_NO_AUTH"),
+        gzip=_env_bool(env, "XFER_GZIP"),
+        rate_limit_bytes_per_s=_env_int(env, "XFER_RATE_LIMIT", 0),
+        max_upload_bytes=_env_int(env, "XFER_MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES_DEFAULT),
+        node_name=env.get("XFER_NODE_NAME", ""),
+        peers=_env_list(env, "XFER_PEERS"),
+    )
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """The inverse of `settings_from_env`, for handing settings to workers."""
+    return {
+        "XFER_ROOT": str(settings.root),
+        "XFER_TOKENS": ",".join(settings.tokens),
+        "XFER_PUBLIC_READ": "1" if settings.public_read else "",
+        "XFER_NO_AUTH": "1" if settings.no_auth else "",
+        "XFER_GZIP": "1" if settings.gzip else "",
+        "XFER_RATE_LIMIT": str(settings.rate_limit_bytes_per_s),
+        "XFER_MAX_UPLOAD_BYTES": str(settings.max_upload_bytes),
+        "XFER_NODE_NAME": settings.node_name,
+        "XFER_PEERS": ",".join(settings.peers),
+    }

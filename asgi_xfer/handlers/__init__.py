@@ -1,0 +1,1 @@
+"""One small handler per resource: parse, ask a pure core, do the I/O, send."""

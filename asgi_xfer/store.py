@@ -1,0 +1,137 @@
+"""The files tree on local disk: resolving checked paths, stat, open, listing.
+
+Owns: the mapping from a `RelPath` to a file under ROOT, the refusal of
+symlinks that resolve outside ROOT, validators (ETag, Last-Modified) derived
+from a stat, and the signing secret kept in `ROOT/.xfer/`. Must not: speak
+HTTP; it raises `XferError`s, translated from `OSError` here where they enter.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat as stat_mod
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import Forbidden, NotFound, translate_os_error
+from .paths import RESERVED_PREFIX, RelPath
+
+STATE_DIR = ".xfer"
+SECRET_FILE = "secret.key"
+SECRET_BYTES = 32
+
+
+def format_etag(st: os.stat_result) -> str:
+    """A strong ETag: inode, size and mtime in ns change with every write or
+    atomic replace, which is all §8.8.1 asks of a strong validator here."""
+    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    is_dir: bool
+    size: int
+    mtime: float
+    etag: str
+
+
+class FileStore:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(os.path.realpath(root))
+        self._root_text = str(self.root)
+        self._root_prefix = self._root_text.rstrip("/") + "/"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    def ensure_layout(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+    def resolve(self, rel: RelPath) -> str:
+        """The absolute path for `rel`, refusing symlinks that leave ROOT."""
+        joined = os.path.join(self._root_text, *rel.segments)
+        real = os.path.realpath(joined)
+        if real != self._root_text and not real.startswith(self._root_prefix):
+            raise Forbidden("path resolves outside the served root")
+        # A symlink inside ROOT pointing at the state directory is refused too.
+        inside = real[len(self._root_prefix):] if real != self._root_text else ""
+        if inside.split("/", 1)[0].startswith(RESERVED_PREFIX):
+            raise NotFound("not found")
+        return real
+
+    def open_read(self, rel: RelPath) -> tuple[int, os.stat_result]:
+        """An fd and its stat; a directory is returned too (fd opened on it)."""
+        path = self.resolve(rel)
+        try:
+            # O_NONBLOCK: opening a FIFO someone left in ROOT must not hang.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise translate_os_error(exc, rel.text or "/") from None
+        try:
+            st = os.fstat(fd)
+            if not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISDIR(st.st_mode)):
+                raise NotFound(f"{rel.text} is not a regular file")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st
+
+    def list_dir(self, rel: RelPath) -> list[Entry]:
+        """Entries of a directory, without internal names and escaping links.
+
+        Blocking (scandir and a stat per entry): call it in a worker thread.
+        """
+        path = self.resolve(rel)
+        entries: list[Entry] = []
+        try:
+            with os.scandir(path) as it:
+                for item in it:
+                    entry = self._entry(item, rel)
+                    if entry is not None:
+                        entries.append(entry)
+        except OSError as exc:
+            raise translate_os_error(exc, rel.text or "/") from None
+        entries.sort(key=lambda e: e.name)
+        return entries
+
+    def _entry(self, item: os.DirEntry[str], parent: RelPath) -> Entry | None:
+        if item.name.startswith(RESERVED_PREFIX):
+            return None
+        try:
+            if item.is_symlink():
+                self.resolve(parent.child(item.name))
+            st = item.stat()
+        except (OSError, Forbidden, NotFound):
+            return None  # dangling or escaping link: not ours to show
+        is_dir = stat_mod.S_ISDIR(st.st_mode)
+        if not is_dir and not stat_mod.S_ISREG(st.st_mode):
+            return None
+        return Entry(item.name, is_dir, 0 if is_dir else st.st_size, st.st_mtime, format_etag(st))
+
+
+def read_or_create_secret(state_dir: Path) -> bytes:
+    """The HMAC key for signed links, shared by all workers and restarts.
+
+    Created once with O_EXCL semantics (write a temp file, hard-link it into
+    place) so that workers starting together agree on one key.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    final = state_dir / SECRET_FILE
+    if not final.exists():
+        tmp = state_dir / f"{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(SECRET_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    return final.read_bytes()
