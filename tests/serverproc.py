@@ -106,13 +106,13 @@ def _drain(proc: subprocess.Popen[str], sink: list[str], ready: threading.Event,
     ready.set()
 
 
-def _wait_healthy(server: ServerProc) -> None:
+def _wait_healthy(server: ServerProc, health_path: str = "/healthz") -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             raise RuntimeError("server exited:\n" + "".join(server.output))
         try:
-            status, _, _ = server.request("GET", "/healthz", auth=False, timeout=2)
+            status, _, _ = server.request("GET", health_path, auth=False, timeout=2)
             if status == 200:
                 return
         except OSError:
@@ -155,12 +155,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_command(cmd: list[str], root: Path, port: int, env: dict[str, str] | None = None, token: str | None = TOKEN) -> ServerProc:
+def start_command(cmd: list[str], root: Path, port: int, env: dict[str, str] | None = None,
+                  token: str | None = TOKEN, health_path: str = "/healthz") -> ServerProc:
     """Any server command already told to listen on 127.0.0.1:`port`."""
     proc = _spawn(cmd, env)
     output: list[str] = []
     drainer = threading.Thread(target=_drain, args=(proc, output, threading.Event(), []), daemon=True)
     drainer.start()
     server = ServerProc(proc, "127.0.0.1", port, root, token, output, drainer)
-    _wait_healthy(server)
+    _wait_healthy(server, health_path)
     return server
