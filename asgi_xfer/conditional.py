@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import datetime
 import enum
+import functools
 import re
 import time
 from collections.abc import Mapping
@@ -99,6 +100,13 @@ def parse_http_date(value: str, now: float | None = None) -> int | None:
 
 def format_http_date(ts: float) -> str:
     """IMF-fixdate, the form §5.6.7 says a sender MUST generate."""
+    return _format_whole_seconds(int(ts))
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_whole_seconds(ts: int) -> str:
+    # Cached: every response of a file carries its Last-Modified, and
+    # formatdate costs more than the rest of a small file's headers.
     return formatdate(ts, usegmt=True)
 
 

@@ -8,6 +8,7 @@ is the path rules' job) nor read or write anything.
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import quote, unquote_to_bytes
 
@@ -41,6 +42,7 @@ def _ascii_fallback(filename: str) -> str:
     return "".join(chars)
 
 
+@functools.lru_cache(maxsize=4096)  # pure and hot: one per download response
 def format_content_disposition(filename: str, inline: bool = False) -> str:
     """``attachment; filename="..."; filename*=UTF-8''...`` (RFC 6266 §4.3).
 

@@ -9,6 +9,7 @@ the file's size, mtime and ETag.
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class DownloadPlan:
     multipart: MultipartPlan | None = None
 
 
+@functools.lru_cache(maxsize=4096)
 def guess_content_type(name: str) -> str:
     ctype, _ = mimetypes.guess_type(name, strict=False)
     if ctype is None:
