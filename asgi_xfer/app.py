@@ -20,7 +20,7 @@ from .config import Settings, settings_from_env
 from .context import Context
 from .errors import InternalError, MethodNotAllowed, NotFound, XferError
 from .exchange import ClientDisconnected, Exchange, Receive, Scope, Send
-from .handlers import download, ops
+from .handlers import download, ops, upload
 from .store import FileStore, read_or_create_secret
 
 log = logging.getLogger("asgi_xfer")
@@ -47,7 +47,7 @@ class Route:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("/files/", {"GET": download.get_file}),
+    Route("/files/", {"GET": download.get_file, "PUT": upload.put_file, "DELETE": upload.delete_file}),
     Route("/healthz", {"GET": ops.healthz}, read_access=Access.PUBLIC),
     Route("/metrics", {"GET": ops.metrics}, read_access=Access.WRITE),
     Route("/sign", {"POST": ops.sign}),

@@ -8,13 +8,14 @@ HTTP; it raises `XferError`s, translated from `OSError` here where they enter.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat as stat_mod
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import Forbidden, NotFound, translate_os_error
+from .errors import Conflict, Forbidden, NotFound, XferError, translate_os_error
 from .paths import RESERVED_PREFIX, RelPath
 
 STATE_DIR = ".xfer"
@@ -80,7 +81,7 @@ class FileStore:
             # terminal must not become ours. Nothing is read before the check.
             fd = os.open(joined, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
         except OSError as exc:
-            raise translate_os_error(exc, rel.text or "/") from None
+            raise _translate_open_error(exc, rel.text or "/") from None
         try:
             self._check_inside(self._real_path_of(fd, joined))
             st = os.fstat(fd)
@@ -90,6 +91,50 @@ class FileStore:
             os.close(fd)
             raise
         return fd, st
+
+    def target_for_write(self, rel: RelPath) -> tuple[str, list[str]]:
+        """Where an upload to `rel` lands, and the parent directories created
+        for it (deepest first) so that a failed upload can remove them again.
+        Parents are created inside ROOT; a directory at `rel` is refused."""
+        parent = os.path.join(self._root_text, *rel.segments[:-1])
+        created: list[str] = []
+        probe = parent
+        while not os.path.lexists(probe) and probe != self._root_text:
+            created.append(probe)
+            probe = os.path.dirname(probe)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            real_parent = self._check_inside(os.path.realpath(parent))
+            target = os.path.join(real_parent, rel.name)
+            if os.path.islink(target):
+                self._check_inside(os.path.realpath(target))
+            if os.path.isdir(target):
+                raise Conflict(f"{rel.text} is a directory")
+        except (FileExistsError, NotADirectoryError):
+            raise Conflict(f"a file stands where {rel.text} needs a directory") from None
+        except OSError as exc:
+            raise translate_os_error(exc, rel.text) from None
+        return target, created
+
+    def stat_file(self, path: str) -> os.stat_result | None:
+        """The stat of a regular file at `path`, None if there is none."""
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise translate_os_error(exc, os.path.basename(path)) from None
+        return st if stat_mod.S_ISREG(st.st_mode) else None
+
+    def lexical_path(self, rel: RelPath) -> tuple[str, os.stat_result]:
+        """`rel` without following its last component (DELETE removes a link,
+        not what it points to); its parent must resolve inside ROOT."""
+        parent = self._check_inside(os.path.realpath(os.path.join(self._root_text, *rel.segments[:-1])))
+        path = os.path.join(parent, rel.name)
+        try:
+            return path, os.lstat(path)
+        except OSError as exc:
+            raise translate_os_error(exc, rel.text) from None
 
     def list_dir(self, rel: RelPath) -> list[Entry]:
         """Entries of a directory, without internal names and escaping links.
@@ -122,6 +167,20 @@ class FileStore:
         if not is_dir and not stat_mod.S_ISREG(st.st_mode):
             return None
         return Entry(item.name, is_dir, 0 if is_dir else st.st_size, st.st_mtime, format_etag(st))
+
+
+def _translate_open_error(exc: OSError, what: str) -> XferError:
+    """`translate_os_error` plus what only opening a name meets.
+
+    ELOOP (a symlink cycle inside ROOT) is 403, as nginx's static module
+    answers it; ENXIO (a UNIX socket file) is "not a regular file", like a
+    FIFO. Both were a 500 "storage error" before.
+    """
+    if exc.errno == errno.ELOOP:
+        return Forbidden(f"{what}: too many levels of symbolic links")
+    if exc.errno == errno.ENXIO:
+        return NotFound(f"{what} is not a regular file")
+    return translate_os_error(exc, what)
 
 
 def read_or_create_secret(state_dir: Path) -> bytes:
