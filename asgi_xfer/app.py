@@ -17,10 +17,15 @@ from pathlib import Path
 
 from .auth import Access, authorize
 from .config import Settings, settings_from_env
+from . import committer
 from .context import Context
 from .errors import InternalError, MethodNotAllowed, NotFound, XferError
 from .exchange import ClientDisconnected, Exchange, Receive, Scope, Send
-from .handlers import download, ops, upload
+from .contentindex import ContentIndex
+from .database import Database
+from .handlers import chunked, download, ops, upload
+from .metrics import METRICS
+from .sessions import SessionStore
 from .store import FileStore, read_or_create_secret
 
 log = logging.getLogger("asgi_xfer")
@@ -51,6 +56,8 @@ ROUTES: tuple[Route, ...] = (
     Route("/healthz", {"GET": ops.healthz}, read_access=Access.PUBLIC),
     Route("/metrics", {"GET": ops.metrics}, read_access=Access.WRITE),
     Route("/sign", {"POST": ops.sign}),
+    Route("/uploads", {"POST": chunked.create}),
+    Route("/uploads/", {"GET": chunked.show, "PUT": chunked.put_chunk, "POST": chunked.complete, "DELETE": chunked.remove}),
 )
 
 # Collection paths given without their slash: redirect as nginx does.
@@ -92,7 +99,10 @@ class XferApp:
         store = FileStore(settings.root)
         store.ensure_layout()
         self.settings = settings
-        self.ctx = Context(settings, store, read_or_create_secret(store.state_dir), clock)
+        db = Database(store.state_dir)
+        sessions = SessionStore(db, store.state_dir, settings.session_ttl_s)
+        self.ctx = Context(settings, store, read_or_create_secret(store.state_dir), sessions, ContentIndex(db), clock)
+        METRICS.open_sessions = sessions.count_open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -107,6 +117,7 @@ class XferApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                committer.maybe_sweep(self.ctx)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})

@@ -1,4 +1,4 @@
-"""`asgi-xfer`: the command line (`serve` now; `get` and `put` join it later).
+"""`asgi-xfer`: the command line (`serve`; the client commands `get` and `put`).
 
 Owns: argument parsing, binding the listening socket (so `--port 0` works and
 the real port is printed), the start-up banner with the token and a ready
@@ -44,10 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--gzip", action="store_true", help="gzip compressible types for clients that accept it")
     serve.add_argument("--rate-limit", type=_parse_size, default=0, metavar="BYTES_PER_S", help="cap each response's speed (e.g. 10M)")
     serve.add_argument("--max-upload", type=_parse_size, default=None, metavar="BYTES")
+    serve.add_argument("--session-ttl", type=int, default=None, metavar="SECONDS", help="idle upload sessions expire after this (default 86400)")
     serve.add_argument("--peer", action="append", default=[], help="cluster peer base URL (repeatable)")
     serve.add_argument("--node-name", default="")
     serve.add_argument("--access-log", action="store_true")
     serve.add_argument("--log-level", default="warning")
+    from .client.commands import add_get_parser, add_put_parser
+
+    add_get_parser(sub, _parse_size)
+    add_put_parser(sub, _parse_size)
     return parser
 
 
@@ -86,6 +91,8 @@ def serve(args: argparse.Namespace) -> int:
     )
     if args.max_upload is not None:
         settings = replace(settings, max_upload_bytes=args.max_upload)
+    if args.session_ttl is not None:
+        settings = replace(settings, session_ttl_s=args.session_ttl)
     generated = not settings.tokens and not settings.no_auth
     if generated:
         settings = replace(settings, tokens=(secrets.token_urlsafe(24),))
@@ -109,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command in ("get", "put"):
+        from .client.commands import run_get, run_put
+
+        return run_get(args) if args.command == "get" else run_put(args)
     return 2
 
 

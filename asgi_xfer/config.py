@@ -14,6 +14,8 @@ from pathlib import Path
 # Largest body a simple PUT/POST may carry. 1 TiB: large enough for the files
 # people move, small enough that a bogus Content-Length is refused up front.
 MAX_UPLOAD_BYTES_DEFAULT = 1 << 40
+# Idle upload sessions expire after a day (SPEC; tusd's default too).
+SESSION_TTL_S_DEFAULT = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class Settings:
     gzip: bool = False
     rate_limit_bytes_per_s: int = 0
     max_upload_bytes: int = MAX_UPLOAD_BYTES_DEFAULT
+    session_ttl_s: int = SESSION_TTL_S_DEFAULT
     node_name: str = ""
     peers: tuple[str, ...] = field(default_factory=tuple)
 
@@ -61,6 +64,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         gzip=_env_bool(env, "XFER_GZIP"),
         rate_limit_bytes_per_s=_env_int(env, "XFER_RATE_LIMIT", 0),
         max_upload_bytes=_env_int(env, "XFER_MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES_DEFAULT),
+        session_ttl_s=_env_int(env, "XFER_SESSION_TTL_S", SESSION_TTL_S_DEFAULT),
         node_name=env.get("XFER_NODE_NAME", ""),
         peers=_env_list(env, "XFER_PEERS"),
     )
@@ -76,6 +80,7 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
         "XFER_GZIP": "1" if settings.gzip else "",
         "XFER_RATE_LIMIT": str(settings.rate_limit_bytes_per_s),
         "XFER_MAX_UPLOAD_BYTES": str(settings.max_upload_bytes),
+        "XFER_SESSION_TTL_S": str(settings.session_ttl_s),
         "XFER_NODE_NAME": settings.node_name,
         "XFER_PEERS": ",".join(settings.peers),
     }

@@ -1,15 +1,20 @@
-"""What every handler may use: settings, the file store, the signing key, the clock.
+"""What every handler may use: settings, storage, sessions, the signing key, the clock.
 
-Owns: nothing but the bundle; built once per app by `XferApp`.
+Owns: the bundle, built once per app by `XferApp`, and the set of background
+tasks (kept referenced so they are not collected mid-flight).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from .config import Settings
+from .contentindex import ContentIndex
+from .sessions import SessionStore
 from .store import FileStore
 
 
@@ -18,4 +23,12 @@ class Context:
     settings: Settings
     store: FileStore
     secret: bytes
+    sessions: SessionStore
+    index: ContentIndex
     clock: Callable[[], float] = field(default=time.time)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def background(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)

@@ -22,6 +22,8 @@ class XferError(Exception):
         super().__init__(message or self.code.replace("_", " "))
         self.message = message or self.code.replace("_", " ")
         self.headers: dict[str, str] = dict(headers or {})
+        # Extra members of the error object, e.g. the missing chunk list of a 409.
+        self.details: dict[str, object] = {}
 
 
 class BadRequest(XferError):

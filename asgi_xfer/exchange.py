@@ -189,5 +189,5 @@ class Exchange:
         ], b"" if self.method == "HEAD" else data)
 
     async def error(self, exc: XferError) -> None:
-        payload = {"error": {"code": exc.code, "message": exc.message}}
+        payload = {"error": {**exc.details, "code": exc.code, "message": exc.message}}
         await self.json(exc.status, payload, exc.headers.items())

@@ -14,6 +14,7 @@ import ctypes
 import os
 import secrets
 from collections.abc import Iterable
+from typing import Protocol
 
 from .digests import Hashers
 from .errors import PreconditionFailed, translate_os_error
@@ -41,14 +42,19 @@ def _load_sync_file_range() -> ctypes._CFuncPtr | None:  # type: ignore[name-def
 
 
 _sync_file_range = _load_sync_file_range()
-# The write primitive; tests replace it to inject faults such as ENOSPC.
-writev = os.writev
+# The write primitive; tests may replace it to inject faults.
+pwritev = os.pwritev
 
 
-def _write_all(fd: int, chunks: list[bytes]) -> None:
+class _Updatable(Protocol):
+    def update(self, data: bytes) -> None: ...
+
+
+def _write_all(fd: int, chunks: list[bytes], offset: int) -> None:
     while chunks:
-        written = writev(fd, chunks)
-        # writev may write part of the batch; drop what went out and retry.
+        written = pwritev(fd, chunks, offset)
+        offset += written
+        # pwritev may write part of the batch; drop what went out and retry.
         while chunks and written >= len(chunks[0]):
             written -= len(chunks[0])
             chunks.pop(0)
@@ -56,27 +62,24 @@ def _write_all(fd: int, chunks: list[bytes]) -> None:
             chunks[0] = chunks[0][written:]
 
 
-class StagedFile:
-    """One upload being written; `await write()` chunks, `await finish()`,
-    then `await commit()` or `discard()`."""
+class BatchWriter:
+    """Writes a stream of chunks at `offset` of an open file, hashing them,
+    one batch at a time in a worker thread while the next batch fills.
 
-    def __init__(self, directory: str, display: str, algorithms: Iterable[str] = (), created_dirs: Iterable[str] = ()) -> None:
-        self.display = display  # the path as the client knows it, for errors
-        self.directory = directory
-        # Parents made for this upload (deepest first): removed if it fails.
-        self.created_dirs = list(created_dirs)
-        self.path = os.path.join(directory, f"{STAGING_PREFIX}{secrets.token_hex(8)}")
-        self.hashers = Hashers(algorithms)
+    `extra` is any object with `update(bytes)` fed the same bytes in order
+    (the resumable whole-file SHA-256 of an upload session)."""
+
+    def __init__(self, fd: int, offset: int, hashers: Hashers, display: str, extra: _Updatable | None = None) -> None:
+        self.fd = fd
+        self.start = offset
+        self.hashers = hashers
+        self.extra = extra
+        self.display = display
         self.size = 0
         self._batch: list[bytes] = []
         self._batch_bytes = 0
         self._pending: asyncio.Future[None] | None = None
-        self._synced_to = 0
-        self.fd = -1
-        try:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise translate_os_error(exc, display) from None
+        self._synced_to = offset
 
     async def write(self, data: bytes) -> None:
         self._batch.append(data)
@@ -85,11 +88,18 @@ class StagedFile:
         if self._batch_bytes >= WRITE_BATCH_BYTES:
             await self._flush_batch()
 
+    async def flush(self) -> None:
+        """Every byte handed to `write` is in the file (not yet fsynced)."""
+        await self._flush_batch()
+        await self._wait_pending()
+
     async def _flush_batch(self) -> None:
         batch, self._batch, self._batch_bytes = self._batch, [], 0
         await self._wait_pending()
         if batch:
-            self._pending = asyncio.get_running_loop().run_in_executor(None, self._write_batch, batch, self.size)
+            end = self.start + self.size
+            offset = end - sum(len(c) for c in batch)
+            self._pending = asyncio.get_running_loop().run_in_executor(None, self._write_batch, batch, offset, end)
 
     async def _wait_pending(self) -> None:
         if self._pending is not None:
@@ -99,24 +109,60 @@ class StagedFile:
             except OSError as exc:
                 raise translate_os_error(exc, self.display) from None
 
-    def _write_batch(self, batch: list[bytes], end: int) -> None:
-        """Worker thread: hash and write; hashlib and writev release the GIL."""
+    def _write_batch(self, batch: list[bytes], offset: int, end: int) -> None:
+        """Worker thread: hash and write; hashlib and pwritev release the GIL."""
         for chunk in batch:
             self.hashers.update(chunk)
-        _write_all(self.fd, batch)
+            if self.extra is not None:
+                self.extra.update(chunk)
+        _write_all(self.fd, batch, offset)
         if _sync_file_range is not None and end - self._synced_to >= WRITEBACK_STEP_BYTES:
             _sync_file_range(self.fd, self._synced_to, end - self._synced_to, _SYNC_FILE_RANGE_WRITE)
             self._synced_to = end
 
+    async def settle(self) -> None:
+        """Let an in-flight batch finish (its thread still uses the fd) before
+        the caller closes it; never raises."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            try:
+                await asyncio.shield(pending)
+            except BaseException:
+                pass
+
+
+class StagedFile:
+    """One PUT being written; `await write()` chunks, `await finish()`,
+    then `await commit()` or `await abort()`."""
+
+    def __init__(self, directory: str, display: str, algorithms: Iterable[str] = (), created_dirs: Iterable[str] = ()) -> None:
+        self.display = display  # the path as the client knows it, for errors
+        self.directory = directory
+        # Parents made for this upload (deepest first): removed if it fails.
+        self.created_dirs = list(created_dirs)
+        self.path = os.path.join(directory, f"{STAGING_PREFIX}{secrets.token_hex(8)}")
+        self.fd = -1
+        try:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise translate_os_error(exc, display) from None
+        self.writer = BatchWriter(self.fd, 0, Hashers(algorithms), display)
+
+    @property
+    def size(self) -> int:
+        return self.writer.size
+
+    async def write(self, data: bytes) -> None:
+        await self.writer.write(data)
+
     async def finish(self) -> dict[str, bytes]:
         """Everything written and on stable storage; the body's digests."""
-        await self._flush_batch()
-        await self._wait_pending()
+        await self.writer.flush()
         try:
             await asyncio.get_running_loop().run_in_executor(None, os.fdatasync, self.fd)
         except OSError as exc:
             raise translate_os_error(exc, self.display) from None
-        return self.hashers.digests()
+        return self.writer.hashers.digests()
 
     async def commit(self, target: str, *, create_only: bool) -> None:
         """Atomically put the staged file at `target` and make that durable."""
@@ -139,12 +185,7 @@ class StagedFile:
     async def abort(self) -> None:
         """Give up: let an in-flight batch finish (its thread still holds the
         fd), then remove everything. Never raises."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            try:
-                await asyncio.shield(pending)
-            except BaseException:
-                pass
+        await self.writer.settle()
         self.discard()
         for directory in self.created_dirs:
             try:

@@ -76,7 +76,9 @@ async def put_file(ctx: Context, ex: Exchange, tail: str) -> None:
         raise
     st = os.stat(target)
     etag = format_etag(st)
-    payload = {"path": rel.text, "size": staged.size, "sha256": digests["sha-256"].hex(), "etag": etag}
+    sha256 = digests["sha-256"].hex()
+    await ctx.index.record(sha256, rel.text, st)
+    payload = {"path": rel.text, "size": staged.size, "sha256": sha256, "etag": etag}
     await ex.json(200 if before is not None else 201, payload, [("etag", etag)])
 
 

@@ -1,0 +1,255 @@
+"""Session files: allocating staging space, hashing in the background,
+committing a finished session into the tree, instant uploads, sweeping.
+
+Owns: every I/O step between "all bytes received" and "a file at its path",
+shared by `/uploads` and tus: the staging file (`ROOT/.xfer/uploads/ID.part`,
+preallocated so chunk writes never meet ENOSPC), the running SHA-256 catch-up
+over chunks that arrived out of order, the atomic commit, and the content
+index. Must not: parse requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import hashlib
+import os
+import secrets
+import shutil
+from dataclasses import replace
+from typing import Any
+
+from .context import Context
+from .errors import ChecksumMismatch, InsufficientStorage, XferError, translate_os_error
+from .paths import parse_rel_path
+from .sessions import Session
+from .sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
+from .staging import STAGING_PREFIX, fsync_directory
+from .store import format_etag
+
+# Bytes read per step when hashing from the staging file.
+HASH_READ_BYTES = 4 << 20
+# Expired sessions are swept at most this often per process, on the next
+# session request (no background timer needed when mounted without lifespan).
+SWEEP_INTERVAL_S = 300.0
+
+
+def _load_fallocate() -> Any:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return fn
+
+
+# fallocate(2) itself, not posix_fallocate(3): glibc's emulation writes
+# zeros over the whole file where the filesystem lacks support.
+_fallocate = _load_fallocate()
+
+
+def _allocate(path: str, size: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        if size and (_fallocate is None or _fallocate(fd, 0, 0, size) != 0):
+            err = ctypes.get_errno() if _fallocate is not None else errno.EOPNOTSUPP
+            if err in (errno.ENOSPC, errno.EDQUOT):
+                raise OSError(err, "no space")
+            os.ftruncate(fd, size)  # no reservation on this filesystem: sparse
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+
+
+async def allocate_staging(path: str, size: int) -> None:
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, _allocate, path, size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(f"not enough disk space for {size} bytes") from None
+        raise translate_os_error(exc, "upload staging") from None
+
+
+def _hash_region(path: str, start: int, end: int, state: bytes | None) -> bytes:
+    h = ResumableSha256(state)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        pos = start
+        while pos < end:
+            data = os.pread(fd, min(HASH_READ_BYTES, end - pos), pos)
+            if not data:
+                raise OSError(errno.EIO, "staging file shorter than its session")
+            h.update(data)
+            pos += len(data)
+    finally:
+        os.close(fd)
+    return h.state()
+
+
+_catching_up: set[str] = set()
+
+
+async def catch_up_hash(ctx: Context, sid: str) -> Session | None:
+    """Advance the running hash over every contiguous received chunk."""
+    loop = asyncio.get_running_loop()
+    while True:
+        session = await ctx.sessions.get(sid, ctx.clock())
+        if session is None or session.hash_state is None or session.state == "complete":
+            return session
+        end = session.plan.contiguous_end(session.hashed_upto, session.received)
+        if end <= session.hashed_upto:
+            return session
+        state = await loop.run_in_executor(
+            None, _hash_region, ctx.sessions.staging_path(sid), session.hashed_upto, end, session.hash_state)
+        # Lost the race: someone else moved the hash on; look again (their
+        # progress bounds the loop), unless nothing moved at all.
+        if not await ctx.sessions.advance_hash(sid, session.hashed_upto, end, state):
+            latest = await ctx.sessions.get(sid, ctx.clock())
+            if latest is None or latest.hashed_upto == session.hashed_upto:
+                return latest
+
+
+def schedule_hash_catch_up(ctx: Context, sid: str) -> None:
+    """In the background, one per session per process; a failure here only
+    means `complete` hashes more itself."""
+    if sid in _catching_up:
+        return
+    _catching_up.add(sid)
+
+    async def run() -> None:
+        try:
+            await catch_up_hash(ctx, sid)
+        except Exception:  # noqa: BLE001 - best effort by design
+            pass
+        finally:
+            _catching_up.discard(sid)
+
+    ctx.background(run())
+
+
+async def _final_digest(ctx: Context, session: Session) -> str:
+    if RESUMABLE_HASH:
+        caught = await catch_up_hash(ctx, session.id) or session
+        if caught.hashed_upto == (caught.size or 0) and caught.hash_state is not None:
+            return ResumableSha256(caught.hash_state).digest().hex()
+    # No resumable state: one full read of the staging file.
+    return await asyncio.get_running_loop().run_in_executor(None, _sha256_file, ctx.sessions.staging_path(session.id))
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_READ_BYTES):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+async def commit_session(ctx: Context, session: Session, claimed: str | None = None) -> Session:
+    """All chunks are in and this caller holds the commit claim: verify,
+    rename into place, record. On failure the session is open again."""
+    try:
+        staging = ctx.sessions.staging_path(session.id)
+        rel = parse_rel_path(session.path)
+        target, _ = ctx.store.target_for_write(rel)
+        if os.path.exists(staging):
+            digest = await _final_digest(ctx, session)
+            for expected in (session.sha256, claimed):
+                if expected is not None and expected != digest:
+                    raise ChecksumMismatch("the uploaded file's sha256 does not match the one announced")
+            await asyncio.get_running_loop().run_in_executor(None, _rename_durably, staging, target)
+        else:
+            # A crash after the rename, before the database said so: the file
+            # is in place; its digest is whatever it holds.
+            digest = await asyncio.get_running_loop().run_in_executor(None, _sha256_file, target)
+        st = os.stat(target)
+        result = {"path": session.path, "size": st.st_size, "sha256": digest, "etag": format_etag(st)}
+        await ctx.index.record(digest, session.path, st)
+        await ctx.sessions.finish_commit(session.id, result, ctx.clock())
+    except BaseException:
+        await asyncio.shield(ctx.sessions.abort_commit(session.id, ctx.clock()))
+        raise
+    return replace(session, state="complete", result=result)
+
+
+def _rename_durably(staging: str, target: str) -> None:
+    fd = os.open(staging, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    os.replace(staging, target)
+    fsync_directory(os.path.dirname(target))
+
+
+async def drop_session(ctx: Context, sid: str) -> None:
+    try:
+        os.unlink(ctx.sessions.staging_path(sid))
+    except FileNotFoundError:
+        pass
+    await ctx.sessions.delete(sid)
+
+
+async def instant_commit(ctx: Context, sha256: str, size: int, rel: Any) -> dict[str, Any] | None:
+    """If a stored file has this content, put it at `rel` without a byte
+    sent (a hard link: both names share the bytes, and since every write
+    here replaces a file by rename, neither can change the other)."""
+    hit = await ctx.index.lookup(sha256)
+    if hit is None:
+        return None
+    src_rel, src_size, src_mtime = hit
+    try:
+        src = ctx.store.resolve(parse_rel_path(src_rel))
+        st: os.stat_result | None = os.stat(src)
+    except (OSError, XferError):
+        st = None
+    if st is None or st.st_size != src_size or st.st_mtime_ns != src_mtime or src_size != size:
+        await ctx.index.forget(sha256, src_rel)
+        return None
+    target, _ = ctx.store.target_for_write(rel)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, _link_into_place, src, target)
+    except OSError as exc:
+        raise translate_os_error(exc, rel.text) from None
+    tst = os.stat(target)
+    await ctx.index.record(sha256, rel.text, tst)
+    return {"path": rel.text, "size": tst.st_size, "sha256": sha256, "etag": format_etag(tst)}
+
+
+def _link_into_place(src: str, target: str) -> None:
+    if os.path.exists(target) and os.path.samefile(src, target):
+        return
+    tmp = os.path.join(os.path.dirname(target), f"{STAGING_PREFIX}{secrets.token_hex(8)}")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)  # another filesystem or no hard links
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    fsync_directory(os.path.dirname(target))
+
+
+_last_sweep = 0.0
+
+
+async def sweep_expired(ctx: Context) -> int:
+    expired = await ctx.sessions.expired_ids(ctx.clock())
+    for sid in expired:
+        await drop_session(ctx, sid)
+    return len(expired)
+
+
+def maybe_sweep(ctx: Context) -> None:
+    global _last_sweep
+    now = ctx.clock()
+    if now - _last_sweep >= SWEEP_INTERVAL_S:
+        _last_sweep = now
+        ctx.background(sweep_expired(ctx))

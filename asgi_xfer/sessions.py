@@ -1,0 +1,181 @@
+"""Upload sessions: the one model behind `/uploads` and tus, stored in SQLite.
+
+A session is a target path, a size, what has been received (chunk indexes;
+for tus a contiguous offset), checksums (the announced sha256 and a running
+hash state), an owner and an expiry. Owns: those rows and the compare-and-set
+steps that make sessions safe across worker processes (claiming the commit,
+advancing the hash) and the staging file's location. Must not: speak HTTP or
+touch the staging file's bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .chunking import ChunkPlan
+from .database import Database, transaction
+
+# Idle sessions expire after a day (SPEC), like tusd's default expiration.
+SESSION_TTL_S = 24 * 3600
+# A 'committing' state older than this was left by a crashed process: the
+# commit (a rename and a database write) takes well under a second.
+COMMIT_STALE_S = 60.0
+STAGING_DIR = "uploads"
+
+OPEN, COMMITTING, COMPLETE = "open", "committing", "complete"
+WON, DONE, BUSY = "won", "done", "busy"
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    kind: str
+    path: str
+    size: int | None
+    chunk_size: int
+    sha256: str | None
+    owner: str
+    metadata: dict[str, Any]
+    created: float
+    expires: float
+    state: str
+    state_since: float
+    offset: int
+    hashed_upto: int
+    hash_state: bytes | None
+    result: dict[str, Any] | None
+    received: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def plan(self) -> ChunkPlan:
+        return ChunkPlan(self.size or 0, self.chunk_size)
+
+
+_COLUMNS = ("id, kind, path, size, chunk_size, sha256, owner, metadata, created, expires, "
+            "state, state_since, offset_bytes, hashed_upto, hash_state, result")
+
+
+def _row_to_session(row: tuple[Any, ...], received: frozenset[int]) -> Session:
+    (sid, kind, path, size, chunk_size, sha256, owner, metadata, created, expires,
+     state, state_since, offset, hashed_upto, hash_state, result) = row
+    return Session(sid, kind, path, size, chunk_size, sha256, owner, json.loads(metadata), created, expires,
+                   state, state_since, offset, hashed_upto, hash_state, json.loads(result) if result else None, received)
+
+
+def _load(conn: sqlite3.Connection, sid: str, now: float) -> Session | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM sessions WHERE id = ?", (sid,)).fetchone()
+    if row is None or row[9] <= now:
+        return None
+    received = frozenset(i for (i,) in conn.execute("SELECT idx FROM chunks WHERE session_id = ?", (sid,)))
+    return _row_to_session(row, received)
+
+
+class SessionStore:
+    def __init__(self, db: Database, state_dir: Path, ttl_s: float = SESSION_TTL_S) -> None:
+        self.db = db
+        self.ttl_s = ttl_s
+        self.staging_dir = state_dir / STAGING_DIR
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+
+    def staging_path(self, sid: str) -> str:
+        return str(self.staging_dir / f"{sid}.part")
+
+    async def create(self, *, kind: str, path: str, size: int | None, chunk_size: int, sha256: str | None,
+                     owner: str, now: float, metadata: dict[str, Any] | None = None, hash_state: bytes | None = None) -> Session:
+        sid = secrets.token_hex(16)
+
+        def insert(conn: sqlite3.Connection) -> Session:
+            conn.execute(
+                f"INSERT INTO sessions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, NULL)",
+                (sid, kind, path, size, chunk_size, sha256, owner, json.dumps(metadata or {}), now, now + self.ttl_s,
+                 OPEN, now, hash_state),
+            )
+            session = _load(conn, sid, now)
+            assert session is not None
+            return session
+
+        return await self.db.run(insert)
+
+    async def get(self, sid: str, now: float) -> Session | None:
+        return await self.db.run(lambda conn: _load(conn, sid, now))
+
+    async def find_open(self, path: str, size: int, sha256: str | None, now: float) -> Session | None:
+        """The open session for the same (path, size, sha256), so a client
+        that lost its id resumes instead of starting over."""
+        def find(conn: sqlite3.Connection) -> Session | None:
+            row = conn.execute(
+                "SELECT id FROM sessions WHERE kind = 'chunked' AND path = ? AND size = ? AND sha256 IS ? "
+                "AND state = ? AND expires > ? ORDER BY created DESC LIMIT 1",
+                (path, size, sha256, OPEN, now),
+            ).fetchone()
+            return None if row is None else _load(conn, row[0], now)
+
+        return await self.db.run(find)
+
+    async def has_chunk(self, sid: str, index: int) -> bool:
+        return await self.db.run(lambda conn: conn.execute(
+            "SELECT 1 FROM chunks WHERE session_id = ? AND idx = ?", (sid, index)).fetchone() is not None)
+
+    async def mark_chunk(self, sid: str, index: int, sha256: bytes | None, now: float) -> None:
+        """Record a chunk whose bytes are written and synced; idle expiry restarts."""
+        def mark(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR IGNORE INTO chunks (session_id, idx, sha256) VALUES (?, ?, ?)", (sid, index, sha256))
+            conn.execute("UPDATE sessions SET expires = ? WHERE id = ?", (now + self.ttl_s, sid))
+
+        await self.db.run(lambda conn: transaction(conn, mark))
+
+    async def advance_hash(self, sid: str, old_upto: int, new_upto: int, state: bytes) -> bool:
+        """Move the running hash from `old_upto` to `new_upto` bytes, only if
+        no other request or process moved it meanwhile."""
+        def advance(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE sessions SET hashed_upto = ?, hash_state = ? WHERE id = ? AND hashed_upto = ? AND state != ?",
+                (new_upto, state, sid, old_upto, COMPLETE),
+            )
+            return cur.rowcount == 1
+
+        return await self.db.run(advance)
+
+    async def begin_commit(self, sid: str, now: float) -> str:
+        """WON: this caller commits. DONE: already complete. BUSY: another
+        request is committing right now. A commit left by a crash is taken over."""
+        def claim(conn: sqlite3.Connection) -> str:
+            row = conn.execute("SELECT state, state_since FROM sessions WHERE id = ?", (sid,)).fetchone()
+            if row is None:
+                return BUSY
+            state, since = row
+            if state == COMPLETE:
+                return DONE
+            if state == COMMITTING and now - since < COMMIT_STALE_S:
+                return BUSY
+            conn.execute("UPDATE sessions SET state = ?, state_since = ? WHERE id = ?", (COMMITTING, now, sid))
+            return WON
+
+        return await self.db.run(lambda conn: transaction(conn, claim))
+
+    async def finish_commit(self, sid: str, result: dict[str, Any], now: float) -> None:
+        await self.db.run(lambda conn: conn.execute(
+            "UPDATE sessions SET state = ?, state_since = ?, result = ?, expires = ? WHERE id = ?",
+            (COMPLETE, now, json.dumps(result), now + self.ttl_s, sid)))
+
+    async def abort_commit(self, sid: str, now: float) -> None:
+        await self.db.run(lambda conn: conn.execute(
+            "UPDATE sessions SET state = ?, state_since = ? WHERE id = ? AND state = ?", (OPEN, now, sid, COMMITTING)))
+
+    async def delete(self, sid: str) -> None:
+        await self.db.run(lambda conn: transaction(conn, lambda c: (
+            c.execute("DELETE FROM chunks WHERE session_id = ?", (sid,)),
+            c.execute("DELETE FROM sessions WHERE id = ?", (sid,)))))
+
+    async def expired_ids(self, now: float) -> list[str]:
+        return await self.db.run(lambda conn: [
+            sid for (sid,) in conn.execute("SELECT id FROM sessions WHERE expires <= ?", (now,))])
+
+    def count_open(self) -> int:
+        return self.db.run_sync(lambda conn: conn.execute(
+            "SELECT count(*) FROM sessions WHERE state != ?", (COMPLETE,)).fetchone()[0])
