@@ -23,7 +23,7 @@ from .errors import InternalError, MethodNotAllowed, NotFound, XferError
 from .exchange import ClientDisconnected, Exchange, Receive, Scope, Send
 from .contentindex import ContentIndex
 from .database import Database
-from .handlers import chunked, download, ops, upload
+from .handlers import chunked, download, form, ops, upload
 from .metrics import METRICS
 from .sessions import SessionStore
 from .store import FileStore, read_or_create_secret
@@ -52,7 +52,7 @@ class Route:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("/files/", {"GET": download.get_file, "PUT": upload.put_file, "DELETE": upload.delete_file}),
+    Route("/files/", {"GET": download.get_file, "PUT": upload.put_file, "POST": form.post_form, "DELETE": upload.delete_file}),
     Route("/healthz", {"GET": ops.healthz}, read_access=Access.PUBLIC),
     Route("/metrics", {"GET": ops.metrics}, read_access=Access.WRITE),
     Route("/sign", {"POST": ops.sign}),

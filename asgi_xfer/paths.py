@@ -81,6 +81,21 @@ def check_segment(segment: str) -> None:
         raise NotFound("not found")
 
 
+def sanitize_filename(raw: str) -> str:
+    """The name an uploaded file part is stored under: its last component
+    (old browsers send `C:\\dir\\a.txt`), without control characters or
+    surrounding spaces, and a valid single segment (else BadRequest)."""
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _CONTROL.sub("", name).strip()
+    if not name:
+        raise BadRequest(f"unusable file name {raw!r}")
+    try:
+        check_segment(name)
+    except NotFound:
+        raise BadRequest(f"file names starting with {RESERVED_PREFIX} are reserved") from None
+    return name
+
+
 def format_url_path(prefix: str, rel: RelPath, *, directory: bool = False) -> str:
     """`prefix` + the percent-encoded path, for Location headers and links."""
     tail = quote(rel.text, safe="/")

@@ -18,6 +18,9 @@ from pathlib import Path
 from .errors import Conflict, Forbidden, NotFound, XferError, translate_os_error
 from .paths import RESERVED_PREFIX, RelPath
 
+# O_PATH where the platform has it and /proc can reopen such an fd (Linux).
+_O_PATH = getattr(os, "O_PATH", 0) if os.path.isdir("/proc/self/fd") else 0
+
 STATE_DIR = ".xfer"
 SECRET_FILE = "secret.key"
 SECRET_BYTES = 32
@@ -76,44 +79,65 @@ class FileStore:
     def open_read(self, rel: RelPath) -> tuple[int, os.stat_result]:
         """An fd and its stat; a directory is returned too (fd opened on it)."""
         joined = os.path.join(self._root_text, *rel.segments)
+        # O_NONBLOCK: opening a FIFO must not hang; O_NOCTTY: a link to a
+        # terminal must not become ours.
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
         try:
-            # O_NONBLOCK: opening a FIFO must not hang; O_NOCTTY: a link to a
-            # terminal must not become ours. Nothing is read before the check.
-            fd = os.open(joined, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            # O_PATH (Linux) names the target without opening the object
+            # itself: a symlink to a FIFO or device outside ROOT is refused
+            # before any open() of it (SPEC: paths are checked before any
+            # I/O; opening a FIFO's read end released a blocked writer).
+            fd = os.open(joined, _O_PATH | os.O_CLOEXEC if _O_PATH else flags)
         except OSError as exc:
-            raise _translate_open_error(exc, rel.text or "/") from None
+            raise _translate_path_error(exc, rel.text or "/") from None
         try:
             self._check_inside(self._real_path_of(fd, joined))
             st = os.fstat(fd)
             if not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISDIR(st.st_mode)):
                 raise NotFound(f"{rel.text} is not a regular file")
+            if _O_PATH:
+                handle, fd = fd, -1
+                try:
+                    # open(2): an O_PATH fd is reopened through /proc/self/fd.
+                    fd = os.open(f"/proc/self/fd/{handle}", flags)
+                except OSError as exc:
+                    raise _translate_path_error(exc, rel.text or "/") from None
+                finally:
+                    os.close(handle)
+                st = os.fstat(fd)
         except BaseException:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
             raise
         return fd, st
 
-    def target_for_write(self, rel: RelPath) -> tuple[str, list[str]]:
-        """Where an upload to `rel` lands, and the parent directories created
-        for it (deepest first) so that a failed upload can remove them again.
-        Parents are created inside ROOT; a directory at `rel` is refused."""
-        parent = os.path.join(self._root_text, *rel.segments[:-1])
+    def directory_for_write(self, rel: RelPath) -> tuple[str, list[str]]:
+        """The real path of directory `rel`, created inside ROOT if missing,
+        and the directories created for it (deepest first) so that a failed
+        upload can remove them again."""
+        path = os.path.join(self._root_text, *rel.segments)
         created: list[str] = []
-        probe = parent
+        probe = path
         while not os.path.lexists(probe) and probe != self._root_text:
             created.append(probe)
             probe = os.path.dirname(probe)
         try:
-            os.makedirs(parent, exist_ok=True)
-            real_parent = self._check_inside(os.path.realpath(parent))
-            target = os.path.join(real_parent, rel.name)
-            if os.path.islink(target):
-                self._check_inside(os.path.realpath(target))
-            if os.path.isdir(target):
-                raise Conflict(f"{rel.text} is a directory")
+            os.makedirs(path, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise Conflict(f"a file stands where {rel.text} needs a directory") from None
         except OSError as exc:
             raise translate_os_error(exc, rel.text) from None
+        return self._check_inside(os.path.realpath(path)), created
+
+    def target_for_write(self, rel: RelPath) -> tuple[str, list[str]]:
+        """Where an upload to file `rel` lands (parents made as above); a
+        directory at `rel`, or a link leaving ROOT, is refused."""
+        parent, created = self.directory_for_write(RelPath(rel.segments[:-1], True))
+        target = os.path.join(parent, rel.name)
+        if os.path.islink(target):
+            self._check_inside(os.path.realpath(target))
+        if os.path.isdir(target):
+            raise Conflict(f"{rel.text} is a directory")
         return target, created
 
     def stat_file(self, path: str) -> os.stat_result | None:
@@ -123,7 +147,7 @@ class FileStore:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
-            raise translate_os_error(exc, os.path.basename(path)) from None
+            raise _translate_path_error(exc, os.path.basename(path)) from None
         return st if stat_mod.S_ISREG(st.st_mode) else None
 
     def lexical_path(self, rel: RelPath) -> tuple[str, os.stat_result]:
@@ -134,7 +158,7 @@ class FileStore:
         try:
             return path, os.lstat(path)
         except OSError as exc:
-            raise translate_os_error(exc, rel.text) from None
+            raise _translate_path_error(exc, rel.text) from None
 
     def list_dir(self, rel: RelPath) -> list[Entry]:
         """Entries of a directory, without internal names and escaping links.
@@ -150,7 +174,7 @@ class FileStore:
                     if entry is not None:
                         entries.append(entry)
         except OSError as exc:
-            raise translate_os_error(exc, rel.text or "/") from None
+            raise _translate_path_error(exc, rel.text or "/") from None
         entries.sort(key=lambda e: e.name)
         return entries
 
@@ -169,8 +193,8 @@ class FileStore:
         return Entry(item.name, is_dir, 0 if is_dir else st.st_size, st.st_mtime, format_etag(st))
 
 
-def _translate_open_error(exc: OSError, what: str) -> XferError:
-    """`translate_os_error` plus what only opening a name meets.
+def _translate_path_error(exc: OSError, what: str) -> XferError:
+    """`translate_os_error` plus what only resolving a name meets.
 
     ELOOP (a symlink cycle inside ROOT) is 403, as nginx's static module
     answers it; ENXIO (a UNIX socket file) is "not a regular file", like a

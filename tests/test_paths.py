@@ -40,3 +40,25 @@ def test_url_path_is_percent_encoded() -> None:
     rel = parse_rel_path("a b/测?.txt")
     assert format_url_path("/files/", rel) == "/files/a%20b/%E6%B5%8B%3F.txt"
     assert format_url_path("/files/", parse_rel_path("d"), directory=True) == "/files/d/"
+
+
+@pytest.mark.parametrize(("raw", "name"), [
+    ("report.pdf", "report.pdf"),
+    ("C:\\Users\\me\\report.pdf", "report.pdf"),
+    ("../../etc/passwd", "passwd"),
+    ("  spaced.txt ", "spaced.txt"),
+    ("tab\tname.txt", "tabname.txt"),
+    ("测试 文件.txt", "测试 文件.txt"),
+])
+def test_sanitize_filename(raw: str, name: str) -> None:
+    from asgi_xfer.paths import sanitize_filename
+
+    assert sanitize_filename(raw) == name
+
+
+@pytest.mark.parametrize("raw", ["", "dir/", "..", ".", "a/..", ".xfer-tmp-1", "\x00\x01"])
+def test_sanitize_filename_refuses(raw: str) -> None:
+    from asgi_xfer.paths import sanitize_filename
+
+    with pytest.raises(BadRequest):
+        sanitize_filename(raw)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ..chunking import parse_chunk_index, parse_sha256, plan_session
@@ -19,7 +20,7 @@ from ..digests import Hashers, expected_digests, verify_digests
 from ..errors import BadRequest, ChecksumMismatch, Conflict, InsufficientStorage, NotFound, XferError
 from ..exchange import Exchange
 from ..filelocks import lock_region
-from ..paths import format_url_path, parse_rel_path
+from ..formbody import is_form_data, single_file_data
 from ..sessions import BUSY, COMPLETE, DONE, OPEN, Session
 from ..sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
 from ..staging import BatchWriter, free_bytes
@@ -133,8 +134,10 @@ async def put_chunk(ctx: Context, ex: Exchange, tail: str) -> None:
         raise Conflict("the session is already complete" if session.state == COMPLETE else "the session is being committed")
     offset, length = session.plan.span(index)
     declared = declared_length(ex.headers)
-    if declared is not None and declared != length:
+    as_form = is_form_data(ex)
+    if declared is not None and declared != length and not as_form:
         raise BadRequest(f"chunk {index} must be {length} bytes, not {declared}")
+    body = single_file_data(ex) if as_form else ex.iter_body()
     expected = expected_digests(ex.headers)
     try:
         fd = os.open(ctx.sessions.staging_path(sid), os.O_WRONLY | os.O_CLOEXEC)
@@ -145,9 +148,9 @@ async def put_chunk(ctx: Context, ex: Exchange, tail: str) -> None:
             raise Conflict(f"chunk {index} is being written by another request")
         if await ctx.sessions.has_chunk(sid, index):
             # Idempotent: the first complete write stands; check the body is whole and intact.
-            digests = await _consume(ex, Hashers(expected), length, index)
+            digests = await _consume(body, Hashers(expected), length, index)
         else:
-            digests = await _write_chunk(ctx, ex, fd, session, index, expected)
+            digests = await _write_chunk(ctx, body, fd, session, index, expected)
         verify_digests(expected, digests)
     finally:
         os.close(fd)  # also releases the range lock
@@ -156,9 +159,9 @@ async def put_chunk(ctx: Context, ex: Exchange, tail: str) -> None:
     await ex.json(200, {"id": sid, "index": index, "size": length})
 
 
-async def _consume(ex: Exchange, hashers: Hashers, length: int, index: int) -> dict[str, bytes]:
+async def _consume(body: AsyncIterator[bytes], hashers: Hashers, length: int, index: int) -> dict[str, bytes]:
     size = 0
-    async for chunk in ex.iter_body():
+    async for chunk in body:
         size += len(chunk)
         if size > length:
             raise BadRequest(f"chunk {index} longer than {length} bytes")
@@ -168,14 +171,14 @@ async def _consume(ex: Exchange, hashers: Hashers, length: int, index: int) -> d
     return hashers.digests()
 
 
-async def _write_chunk(ctx: Context, ex: Exchange, fd: int, session: Session, index: int, expected: dict[str, bytes]) -> dict[str, bytes]:
+async def _write_chunk(ctx: Context, body: AsyncIterator[bytes], fd: int, session: Session, index: int, expected: dict[str, bytes]) -> dict[str, bytes]:
     offset, length = session.plan.span(index)
     # In order (the hash has reached this chunk): hash on the way in, so
     # `complete` need not read these bytes again.
     running = ResumableSha256(session.hash_state) if RESUMABLE_HASH and session.hashed_upto == offset else None
     writer = BatchWriter(fd, offset, Hashers(expected), f"chunk {index}", extra=running)
     try:
-        async for chunk in ex.iter_body():
+        async for chunk in body:
             if writer.size + len(chunk) > length:
                 raise BadRequest(f"chunk {index} longer than {length} bytes")
             await writer.write(chunk)
