@@ -23,7 +23,7 @@ from .errors import InternalError, MethodNotAllowed, NotFound, XferError
 from .exchange import ClientDisconnected, Exchange, Receive, Scope, Send
 from .contentindex import ContentIndex
 from .database import Database
-from .handlers import chunked, download, form, ops, upload
+from .handlers import chunked, download, form, ops, tus, upload
 from .metrics import METRICS
 from .sessions import SessionStore
 from .store import FileStore, read_or_create_secret
@@ -38,6 +38,11 @@ class Route:
     path: str  # exact path, or a prefix when it ends with "/"
     methods: Mapping[str, Handler]
     read_access: Access = Access.READ  # GET/HEAD; other methods need WRITE
+    # CORS preflights carry no credentials, so OPTIONS may need to be public.
+    public_methods: frozenset[str] = frozenset()
+    # tus: clients behind proxies that drop PATCH/DELETE send POST with
+    # X-HTTP-Method-Override (tus core protocol).
+    method_override: bool = False
 
     def allowed(self) -> list[str]:
         names = list(self.methods)
@@ -45,11 +50,20 @@ class Route:
             names.insert(names.index("GET") + 1, "HEAD")
         return names
 
+    def access_for(self, method: str) -> Access:
+        if method in self.public_methods:
+            return Access.PUBLIC
+        return self.read_access if method in ("GET", "HEAD") else Access.WRITE
+
     def handler_for(self, method: str) -> Handler | None:
         if method == "HEAD" and "HEAD" not in self.methods:
             method = "GET"
         return self.methods.get(method)
 
+
+TUS_METHODS: Mapping[str, Handler] = {
+    "OPTIONS": tus.options, "POST": tus.create, "HEAD": tus.head, "PATCH": tus.patch, "DELETE": tus.delete,
+}
 
 ROUTES: tuple[Route, ...] = (
     Route("/files/", {"GET": download.get_file, "PUT": upload.put_file, "POST": form.post_form, "DELETE": upload.delete_file}),
@@ -58,6 +72,8 @@ ROUTES: tuple[Route, ...] = (
     Route("/sign", {"POST": ops.sign}),
     Route("/uploads", {"POST": chunked.create}),
     Route("/uploads/", {"GET": chunked.show, "PUT": chunked.put_chunk, "POST": chunked.complete, "DELETE": chunked.remove}),
+    *(Route(path, TUS_METHODS, read_access=Access.WRITE, public_methods=frozenset({"OPTIONS"}), method_override=True)
+      for path in ("/tus", "/tus/")),
 )
 
 # Collection paths given without their slash: redirect as nginx does.
@@ -150,10 +166,13 @@ class XferApp:
                 return
             raise NotFound(f"no resource at {ex.path}")
         route, tail = found
+        override = ex.headers.get("x-http-method-override")
+        if route.method_override and override and ex.method == "POST":
+            ex.method = override.strip().upper()
         handler = route.handler_for(ex.method)
         if handler is None:
             raise MethodNotAllowed(route.allowed())
-        access = route.read_access if ex.method in ("GET", "HEAD") else Access.WRITE
+        access = route.access_for(ex.method)
         s = self.settings
         authorize(
             access, ex.method, ex.path, ex.headers, ex.query,

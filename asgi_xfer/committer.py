@@ -22,11 +22,12 @@ from typing import Any
 
 from .context import Context
 from .errors import ChecksumMismatch, InsufficientStorage, XferError, translate_os_error
-from .paths import parse_rel_path
+from .paths import RelPath, parse_rel_path
 from .sessions import Session
 from .sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
 from .staging import STAGING_PREFIX, fsync_directory
 from .store import format_etag
+from .tus import numbered_name
 
 # Bytes read per step when hashing from the staging file.
 HASH_READ_BYTES = 4 << 20
@@ -137,10 +138,10 @@ async def _final_digest(ctx: Context, session: Session) -> str:
         if caught.hashed_upto == (caught.size or 0) and caught.hash_state is not None:
             return ResumableSha256(caught.hash_state).digest().hex()
     # No resumable state: one full read of the staging file.
-    return await asyncio.get_running_loop().run_in_executor(None, _sha256_file, ctx.sessions.staging_path(session.id))
+    return await asyncio.get_running_loop().run_in_executor(None, sha256_file, ctx.sessions.staging_path(session.id))
 
 
-def _sha256_file(path: str) -> str:
+def sha256_file(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(HASH_READ_BYTES):
@@ -164,7 +165,7 @@ async def commit_session(ctx: Context, session: Session, claimed: str | None = N
         else:
             # A crash after the rename, before the database said so: the file
             # is in place; its digest is whatever it holds.
-            digest = await asyncio.get_running_loop().run_in_executor(None, _sha256_file, target)
+            digest = await asyncio.get_running_loop().run_in_executor(None, sha256_file, target)
         st = os.stat(target)
         result = {"path": session.path, "size": st.st_size, "sha256": digest, "etag": format_etag(st)}
         await ctx.index.record(digest, session.path, st)
@@ -253,3 +254,77 @@ def maybe_sweep(ctx: Context) -> None:
     if now - _last_sweep >= SWEEP_INTERVAL_S:
         _last_sweep = now
         ctx.background(sweep_expired(ctx))
+
+
+def _link_new_name(staging: str, directory: str, name: str) -> str:
+    """Link `staging` into `directory` under `name`, or `name (1)`, `(2)`...:
+    a create-only link, so a concurrent upload of the same name is never
+    overwritten. Returns the name used."""
+    for n in range(10_000):
+        candidate = numbered_name(name, n)
+        try:
+            os.link(staging, os.path.join(directory, candidate))
+        except FileExistsError:
+            continue
+        os.unlink(staging)
+        fsync_directory(directory)
+        return candidate
+    raise FileExistsError(name)
+
+
+async def commit_new_file(ctx: Context, session: Session, staging: str, rel: Any, digest: str) -> dict[str, Any]:
+    """Commit a finished tus upload at `rel` (or a numbered variant of its
+    name); record it; return the result the session keeps."""
+    directory, _ = ctx.store.directory_for_write(RelPath(rel.segments[:-1], True))
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, _fsync_path, staging)
+        name = await asyncio.get_running_loop().run_in_executor(None, _link_new_name, staging, directory, rel.name)
+    except OSError as exc:
+        raise translate_os_error(exc, rel.text) from None
+    path = "/".join((*rel.segments[:-1], name))
+    st = os.stat(os.path.join(directory, name))
+    await ctx.index.record(digest, path, st)
+    return {"path": path, "size": st.st_size, "sha256": digest, "etag": format_etag(st)}
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _concatenate(parts: list[str], target: str) -> str:
+    """Copy the partials, in order, into a new staging file and return its
+    sha256 (the bytes are read once anyway for the digest)."""
+    h = hashlib.sha256()
+    fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        offset = 0
+        for part in parts:
+            fd_in = os.open(part, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                size = os.fstat(fd_in).st_size
+                pos = 0
+                while pos < size:
+                    data = os.pread(fd_in, min(HASH_READ_BYTES, size - pos), pos)
+                    if not data:
+                        break
+                    h.update(data)
+                    os.pwrite(fd_out, data, offset + pos)
+                    pos += len(data)
+                offset += pos
+            finally:
+                os.close(fd_in)
+        os.fdatasync(fd_out)
+    finally:
+        os.close(fd_out)
+    return h.hexdigest()
+
+
+async def concatenate(parts: list[str], target: str) -> str:
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, _concatenate, parts, target)
+    except OSError as exc:
+        raise translate_os_error(exc, "concatenated upload") from None

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     offset_bytes INTEGER NOT NULL DEFAULT 0,-- tus: contiguous bytes received
     hashed_upto  INTEGER NOT NULL DEFAULT 0,-- bytes covered by hash_state
     hash_state   BLOB,
-    result       TEXT                       -- JSON of the commit, once complete
+    result       TEXT,                      -- JSON of the commit, once complete
+    takeover     REAL                       -- tus: a newer request asked the writer to stop
 );
 CREATE INDEX IF NOT EXISTS sessions_lookup ON sessions (path, size, sha256, state);
 CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires);

@@ -59,7 +59,7 @@ class Exchange:
 
     __slots__ = (
         "scope", "method", "path", "headers", "_query", "_receive", "_send",
-        "started", "status", "disconnected", "_watch",
+        "started", "status", "disconnected", "_watch", "extra_headers",
     )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,6 +74,8 @@ class Exchange:
         self.status = 0
         self.disconnected = False
         self._watch: asyncio.Task[None] | None = None
+        # Added to every response, errors too (tus's Tus-Resumable, CORS).
+        self.extra_headers: list[tuple[str, str]] = []
 
     # -- request ---------------------------------------------------------
 
@@ -149,7 +151,7 @@ class Exchange:
         await self._send({
             "type": "http.response.start",
             "status": status,
-            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (*headers, *self.extra_headers)],
         })
 
     async def body(self, data: bytes, more: bool = False) -> None:

@@ -60,6 +60,7 @@ _COLUMNS = ("id, kind, path, size, chunk_size, sha256, owner, metadata, created,
             "state, state_since, offset_bytes, hashed_upto, hash_state, result")
 
 
+
 def _row_to_session(row: tuple[Any, ...], received: frozenset[int]) -> Session:
     (sid, kind, path, size, chunk_size, sha256, owner, metadata, created, expires,
      state, state_since, offset, hashed_upto, hash_state, result) = row
@@ -67,9 +68,10 @@ def _row_to_session(row: tuple[Any, ...], received: frozenset[int]) -> Session:
                    state, state_since, offset, hashed_upto, hash_state, json.loads(result) if result else None, received)
 
 
-def _load(conn: sqlite3.Connection, sid: str, now: float) -> Session | None:
+def _load(conn: sqlite3.Connection, sid: str, now: float | None) -> Session | None:
+    """The session, or None if missing or (unless `now` is None) expired."""
     row = conn.execute(f"SELECT {_COLUMNS} FROM sessions WHERE id = ?", (sid,)).fetchone()
-    if row is None or row[9] <= now:
+    if row is None or (now is not None and row[9] <= now):
         return None
     received = frozenset(i for (i,) in conn.execute("SELECT idx FROM chunks WHERE session_id = ?", (sid,)))
     return _row_to_session(row, received)
@@ -101,8 +103,55 @@ class SessionStore:
 
         return await self.db.run(insert)
 
-    async def get(self, sid: str, now: float) -> Session | None:
+    async def get(self, sid: str, now: float | None) -> Session | None:
+        """None if missing or expired; pass now=None to see expired ones too."""
         return await self.db.run(lambda conn: _load(conn, sid, now))
+
+    # -- tus: a contiguous offset instead of chunks ------------------------
+
+    async def advance_offset(self, sid: str, old: int, new: int, hash_state: bytes | None, now: float) -> bool:
+        """Bytes [old, new) are written and synced; the running hash covers
+        them. Compare-and-set on the offset, so two writers cannot both count."""
+        def advance(conn: sqlite3.Connection) -> bool:
+            if hash_state is None:  # hashed elsewhere (or not resumable): the hash stays behind
+                cur = conn.execute(
+                    "UPDATE sessions SET offset_bytes = ?, expires = ? WHERE id = ? AND offset_bytes = ? AND state = ?",
+                    (new, now + self.ttl_s, sid, old, OPEN))
+            else:
+                cur = conn.execute(
+                    "UPDATE sessions SET offset_bytes = ?, hashed_upto = ?, hash_state = ?, expires = ? "
+                    "WHERE id = ? AND offset_bytes = ? AND state = ?",
+                    (new, new, hash_state, now + self.ttl_s, sid, old, OPEN))
+            return cur.rowcount == 1
+
+        return await self.db.run(advance)
+
+    async def set_length(self, sid: str, length: int) -> bool:
+        """creation-defer-length: the length, once, when it becomes known."""
+        return await self.db.run(lambda conn: conn.execute(
+            "UPDATE sessions SET size = ? WHERE id = ? AND size IS NULL", (length, sid)).rowcount == 1)
+
+    async def request_takeover(self, sid: str, now: float) -> None:
+        await self.db.run(lambda conn: conn.execute("UPDATE sessions SET takeover = ? WHERE id = ?", (now, sid)))
+
+    async def takeover_requested(self, sid: str, since: float) -> bool:
+        """Whether a newer request asked, after `since`, for this upload."""
+        return await self.db.run(lambda conn: (conn.execute(
+            "SELECT takeover FROM sessions WHERE id = ?", (sid,)).fetchone() or (None,))[0] or 0) > since
+
+    async def waiting_finals(self, partial_id: str) -> list[str]:
+        """Open tus final uploads that list `partial_id` among their parts."""
+        def find(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT id, metadata FROM sessions WHERE kind = 'tus' AND state = ? AND metadata LIKE ?",
+                (OPEN, f'%"{partial_id}"%'))
+            return [sid for sid, md in rows if partial_id in json.loads(md).get("parts", [])]
+
+        return await self.db.run(find)
+
+    async def mark_complete(self, sid: str, result: dict[str, Any] | None, now: float) -> None:
+        """A tus upload whose bytes are all in (a partial is never committed)."""
+        await self.finish_commit(sid, result or {}, now)
 
     async def find_open(self, path: str, size: int, sha256: str | None, now: float) -> Session | None:
         """The open session for the same (path, size, sha256), so a client

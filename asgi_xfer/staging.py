@@ -75,7 +75,8 @@ class BatchWriter:
         self.hashers = hashers
         self.extra = extra
         self.display = display
-        self.size = 0
+        self.size = 0  # bytes handed to write()
+        self.written = 0  # bytes known to be in the file
         self._batch: list[bytes] = []
         self._batch_bytes = 0
         self._pending: asyncio.Future[None] | None = None
@@ -116,6 +117,7 @@ class BatchWriter:
             if self.extra is not None:
                 self.extra.update(chunk)
         _write_all(self.fd, batch, offset)
+        self.written = end - self.start
         if _sync_file_range is not None and end - self._synced_to >= WRITEBACK_STEP_BYTES:
             _sync_file_range(self.fd, self._synced_to, end - self._synced_to, _SYNC_FILE_RANGE_WRITE)
             self._synced_to = end
@@ -146,7 +148,7 @@ class StagedFile:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise translate_os_error(exc, display) from None
-        self.writer = BatchWriter(self.fd, 0, Hashers(algorithms), display)
+        self.writer = BatchWriter(self.fd, 0, Hashers({"sha-256", *algorithms}), display)
 
     @property
     def size(self) -> int:

@@ -57,7 +57,9 @@ async def get_file(ctx: Context, ex: Exchange, tail: str) -> None:
             return
         if rel.trailing_slash:
             raise NotFound(f"{rel.text} is a file, not a directory")
-        facts = FileFacts(rel.name, st.st_size, st.st_mtime, format_etag(st))
+        # RFC 9110 §8.8.2.1: a modification time in the future by our clock
+        # MUST be replaced by the message origination date.
+        facts = FileFacts(rel.name, st.st_size, min(st.st_mtime, ctx.clock()), format_etag(st))
         req = DownloadRequest(
             ex.method, ex.headers,
             inline=ex.query_flag("inline"),
@@ -140,6 +142,10 @@ async def _directory(ctx: Context, ex: Exchange, rel: RelPath) -> None:
         await ex.json(308, {"location": location}, [("location", location)])
         return
     entries = await asyncio.get_running_loop().run_in_executor(None, ctx.store.list_dir, rel)
+    # A name that is not valid UTF-8 (kept by os.scandir as surrogate escapes)
+    # can be neither sent in a JSON listing (it made a 500) nor reached by a
+    # URL, whose percent-escapes are decoded as UTF-8: leave it out.
+    entries = [e for e in entries if _is_utf8(e.name)]
     await ex.json(200, {
         "path": "/" + (rel.text + "/" if rel.segments else ""),
         "entries": [
@@ -147,3 +153,11 @@ async def _directory(ctx: Context, ex: Exchange, rel: RelPath) -> None:
             for e in entries
         ],
     })
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

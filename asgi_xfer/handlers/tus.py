@@ -1,0 +1,327 @@
+"""`/tus/`: the tus 1.0.0 server on the shared session store.
+
+Rules come from `tus` (pure); state from `sessions`; bytes through
+`staging.BatchWriter` into the session's staging file; commits through
+`committer`. One request writes an upload at a time: a whole-file
+open-file-description lock, which a newer request may take over from a
+stale one (a PATCH whose client vanished without the server noticing), in
+any worker process: it asks through the database, and the holder, checking
+every `TAKEOVER_CHECK_S`, saves what it has and lets go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from .. import committer, tus
+from ..conditional import format_http_date
+from ..context import Context
+from ..digests import Hashers
+from ..errors import BadRequest, Conflict, InsufficientStorage, MethodNotAllowed, NotFound, PayloadTooLarge, XferError
+from ..exchange import ClientDisconnected, Exchange
+from ..filelocks import lock_region, try_lock_region
+from ..paths import RelPath, parse_rel_path, sanitize_filename
+from ..sessions import COMPLETE, OPEN, WON, Session
+from ..sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
+from ..staging import BatchWriter, free_bytes
+from .chunked import owner_of
+
+# How long a new request waits for a stale writer to let go of an upload.
+TAKEOVER_WAIT_S = 10.0
+# How often a PATCH looks whether a newer request wants the upload: a
+# database read each time, so not on every chunk.
+TAKEOVER_CHECK_S = 0.5
+UPLOAD_METHODS = ["HEAD", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _prepare(ex: Exchange) -> None:
+    ex.extra_headers = tus.response_headers(ex.headers.get("origin"))
+    tus.check_version(ex.method, ex.headers)
+
+
+def _location(ex: Exchange, sid: str) -> str:
+    return f"{ex.scope.get('root_path') or ''}/tus/{sid}"
+
+
+def _upload_id(tail: str) -> str:
+    if not tail or "/" in tail:
+        raise NotFound(f"no upload at /tus/{tail}")
+    return tail
+
+
+async def _tus_session(ctx: Context, sid: str) -> Session:
+    session = await ctx.sessions.get(sid, None)
+    if session is None or session.kind != "tus":
+        raise NotFound(f"no upload {sid}")
+    if session.expires <= ctx.clock():
+        raise tus.Gone(f"upload {sid} has expired")
+    return session
+
+
+def _target(meta: dict[str, str], sid: str) -> RelPath:
+    """Where the finished upload goes: metadata `path`, else `filename`, else its id."""
+    if meta.get("path"):
+        rel = parse_rel_path(meta["path"])
+        if rel.trailing_slash or not rel.segments:
+            raise BadRequest("metadata 'path' must name a file")
+        return rel
+    return RelPath((sanitize_filename(meta["filename"]) if meta.get("filename") else sid,), False)
+
+
+async def options(ctx: Context, ex: Exchange, tail: str) -> None:
+    origin = ex.headers.get("origin")
+    ex.extra_headers = tus.response_headers(origin)
+    await ex.respond(204, tus.options_headers(ctx.settings.max_upload_bytes, origin))
+
+
+async def create(ctx: Context, ex: Exchange, tail: str) -> None:
+    _prepare(ex)
+    if tail:
+        raise MethodNotAllowed(UPLOAD_METHODS)
+    concat = tus.parse_concat(ex.headers.get("upload-concat"))
+    meta = tus.parse_metadata(ex.headers.get("upload-metadata"))
+    max_size = ctx.settings.max_upload_bytes
+    metadata: dict[str, Any] = {"meta": meta, "concat": concat.kind, "concat_header": concat.header}
+    now = ctx.clock()
+    if concat.kind == "final":
+        session = await _create_final(ctx, ex, concat, metadata, max_size)
+    else:
+        length = tus.parse_creation_length(ex.headers, max_size)
+        if length.value and length.value > free_bytes(str(ctx.sessions.staging_dir)):
+            raise InsufficientStorage(f"not enough disk space for {length.value} bytes")
+        session = await ctx.sessions.create(
+            kind="tus", path="", size=length.value, chunk_size=0, sha256=None, owner=owner_of(ex), now=now,
+            metadata=metadata, hash_state=ResumableSha256().state() if RESUMABLE_HASH else None)
+        path = _target(meta, session.id).text if concat.kind is None else ""
+        try:
+            await committer.allocate_staging(ctx.sessions.staging_path(session.id), length.value or 0)
+        except XferError:
+            await ctx.sessions.delete(session.id)
+            raise
+        session = await _with_path(ctx, session, path)
+    headers = [("location", _location(ex, session.id)), ("upload-expires", format_http_date(session.expires))]
+    if ex.headers.get("content-type", "").split(";")[0].strip().lower() == tus.OFFSET_CONTENT_TYPE and concat.kind != "final":
+        # creation-with-upload: the body is the first PATCH, at offset 0.
+        offset = await _locked_append(ctx, ex, session.id, lambda s: 0)
+        headers.append(("upload-offset", str(offset)))
+    await ex.respond(201, [*headers, ("content-length", "0")])
+
+
+async def _with_path(ctx: Context, session: Session, path: str) -> Session:
+    await ctx.sessions.db.run(lambda conn: conn.execute("UPDATE sessions SET path = ? WHERE id = ?", (path, session.id)))
+    refreshed = await ctx.sessions.get(session.id, None)
+    assert refreshed is not None
+    return refreshed
+
+
+async def _create_final(ctx: Context, ex: Exchange, concat: tus.Concat, metadata: dict[str, Any], max_size: int) -> Session:
+    total = 0
+    for pid in concat.parts:
+        part = await ctx.sessions.get(pid, ctx.clock())
+        if part is None or part.kind != "tus" or part.metadata.get("concat") != "partial":
+            raise BadRequest(f"{pid} is not a partial upload of this server")
+        if part.size is None:
+            raise BadRequest(f"partial upload {pid} has no length yet")
+        total += part.size
+    if total > max_size:
+        raise PayloadTooLarge(f"the concatenation exceeds Tus-Max-Size {max_size}")
+    metadata["parts"] = list(concat.parts)
+    session = await ctx.sessions.create(
+        kind="tus", path="", size=total, chunk_size=0, sha256=None, owner=owner_of(ex), now=ctx.clock(), metadata=metadata)
+    session = await _with_path(ctx, session, _target(metadata["meta"], session.id).text)
+    await _try_assemble(ctx, session.id)
+    return session
+
+
+async def _try_assemble(ctx: Context, final_id: str) -> None:
+    """Build a final upload once every partial is complete (now, or when the
+    last partial finishes: concatenation-unfinished)."""
+    final = await ctx.sessions.get(final_id, ctx.clock())
+    if final is None or final.state != OPEN:
+        return
+    parts = [await ctx.sessions.get(pid, ctx.clock()) for pid in final.metadata["parts"]]
+    if any(p is None or p.state != COMPLETE for p in parts):
+        return
+    if await ctx.sessions.begin_commit(final_id, ctx.clock()) != WON:
+        return
+    try:
+        staging = ctx.sessions.staging_path(final_id)
+        digest = await committer.concatenate([ctx.sessions.staging_path(p.id) for p in parts if p], staging)
+        result = await committer.commit_new_file(ctx, final, staging, parse_rel_path(final.path), digest)
+        await ctx.sessions.finish_commit(final_id, result, ctx.clock())
+    except BaseException:
+        await asyncio.shield(ctx.sessions.abort_commit(final_id, ctx.clock()))
+        raise
+
+
+async def head(ctx: Context, ex: Exchange, tail: str) -> None:
+    _prepare(ex)
+    session = await _tus_session(ctx, _upload_id(tail))
+    is_final = session.metadata.get("concat") == "final"
+    if session.state == OPEN and not is_final:
+        session = await _settled(ctx, session)
+    headers = [("cache-control", "no-store"), ("upload-expires", format_http_date(session.expires))]
+    meta = session.metadata.get("meta") or {}
+    if meta:
+        headers.append(("upload-metadata", tus.format_metadata(meta)))
+    if session.metadata.get("concat_header"):
+        headers.append(("upload-concat", session.metadata["concat_header"]))
+    if session.size is None:
+        headers.append(("upload-defer-length", "1"))
+    else:
+        headers.append(("upload-length", str(session.size)))
+    if not is_final:
+        headers.append(("upload-offset", str(session.offset)))
+    elif session.state == COMPLETE:
+        headers.append(("upload-offset", str(session.size)))  # §concatenation: only once finished
+    await ex.respond(200, [*headers, ("content-length", "0")])
+
+
+async def _settled(ctx: Context, session: Session) -> Session:
+    """The upload as it stands once no other request is writing it: a stale
+    PATCH is asked to stop first, so the offset reported is final."""
+    try:
+        fd = os.open(ctx.sessions.staging_path(session.id), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return session
+    try:
+        await _acquire(ctx, fd, session.id)
+        return await _tus_session(ctx, session.id)
+    finally:
+        os.close(fd)
+
+
+async def _acquire(ctx: Context, fd: int, sid: str) -> None:
+    if try_lock_region(fd, 0, 0):
+        return
+    await ctx.sessions.request_takeover(sid, ctx.clock())
+    if not await lock_region(fd, 0, 0, TAKEOVER_WAIT_S):
+        raise Conflict(f"upload {sid} is being written by another request")
+
+
+async def patch(ctx: Context, ex: Exchange, tail: str) -> None:
+    _prepare(ex)
+    sid = _upload_id(tail)
+    session = await _tus_session(ctx, sid)
+    if session.state != OPEN or session.metadata.get("concat") == "final":
+        tus.check_patch(ex.headers, session.size if session.size is not None else session.offset,
+                        session.metadata.get("concat") == "final")
+        offset = session.size or session.offset  # complete: an empty PATCH at the end is fine
+    else:
+        offset = await _locked_append(ctx, ex, sid, lambda s: tus.check_patch(ex.headers, s.offset, False))
+    session = await _tus_session(ctx, sid)
+    await ex.respond(204, [("upload-offset", str(offset)), ("upload-expires", format_http_date(session.expires))])
+
+
+async def _locked_append(ctx: Context, ex: Exchange, sid: str, check: Any) -> int:
+    try:
+        fd = os.open(ctx.sessions.staging_path(sid), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotFound(f"no upload {sid}") from None
+    try:
+        await _acquire(ctx, fd, sid)
+        session = await _tus_session(ctx, sid)  # as it is now that we hold it
+        offset = check(session)
+        session = await _apply_deferred_length(ctx, ex, session, offset)
+        return await _append(ctx, ex, fd, session, offset)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+async def _apply_deferred_length(ctx: Context, ex: Exchange, session: Session, offset: int) -> Session:
+    length = tus.parse_non_negative(ex.headers.get("upload-length"), "Upload-Length")
+    if length is None:
+        return session
+    if session.size is not None:
+        if length != session.size:
+            raise BadRequest("Upload-Length cannot change once set")
+        return session
+    if length < offset or length > ctx.settings.max_upload_bytes:
+        raise BadRequest(f"Upload-Length {length} is below the offset or above Tus-Max-Size")
+    await ctx.sessions.set_length(session.id, length)
+    return await _tus_session(ctx, session.id)
+
+
+async def _append(ctx: Context, ex: Exchange, fd: int, session: Session, offset: int) -> int:
+    """Write the body at `offset`; keep every byte that arrived, even from an
+    interrupted request (tus: servers SHOULD), unless a checksum was promised."""
+    checksum = tus.parse_checksum(ex.headers.get("upload-checksum"))
+    limit = session.size if session.size is not None else ctx.settings.max_upload_bytes
+    running = ResumableSha256(session.hash_state) if session.hash_state is not None and session.hashed_upto == offset else None
+    writer = BatchWriter(fd, offset, Hashers([checksum[0]] if checksum else []), f"upload {session.id}", extra=running)
+    stop = await _receive(ctx, ex, writer, session.id, limit - offset)
+    try:
+        await writer.flush()
+    except BaseException:
+        await writer.settle()
+        raise
+    received = writer.written
+    if checksum is not None:
+        if stop is not None:
+            raise stop  # a partial chunk cannot be checked: discard it
+        if writer.hashers.digests()[checksum[0]] != checksum[1]:
+            raise tus.TusChecksumMismatch("the chunk does not match its Upload-Checksum; it was discarded")
+    new_offset = offset + received
+    if received:
+        await asyncio.get_running_loop().run_in_executor(None, os.fdatasync, fd)
+        if not await ctx.sessions.advance_offset(session.id, offset, new_offset, running.state() if running else None, ctx.clock()):
+            raise Conflict(f"upload {session.id} changed while this request wrote it")
+    if stop is not None:
+        raise stop
+    if session.size is not None and new_offset == session.size:
+        await _finish(ctx, session.id)
+    return new_offset
+
+
+async def _receive(ctx: Context, ex: Exchange, writer: BatchWriter, sid: str, room: int) -> XferError | ClientDisconnected | None:
+    """Feed the body to `writer`; return why it stopped early, if it did."""
+    loop = asyncio.get_running_loop()
+    started = ctx.clock()
+    next_check = loop.time() + TAKEOVER_CHECK_S
+    try:
+        async for chunk in ex.iter_body():
+            if writer.size + len(chunk) > room:
+                return PayloadTooLarge("the body goes past Upload-Length")
+            await writer.write(chunk)
+            if loop.time() >= next_check:
+                next_check = loop.time() + TAKEOVER_CHECK_S
+                if await ctx.sessions.takeover_requested(sid, started):
+                    return Conflict("a newer request took over this upload")
+    except ClientDisconnected as exc:
+        return exc
+    return None
+
+
+async def _finish(ctx: Context, sid: str) -> None:
+    session = await _tus_session(ctx, sid)
+    if session.metadata.get("concat") == "partial":
+        await ctx.sessions.mark_complete(sid, {"size": session.size}, ctx.clock())
+        for final_id in await ctx.sessions.waiting_finals(sid):
+            await _try_assemble(ctx, final_id)
+        return
+    if await ctx.sessions.begin_commit(sid, ctx.clock()) != WON:
+        return
+    try:
+        staging = ctx.sessions.staging_path(sid)
+        if session.hash_state is not None and session.hashed_upto == session.size:
+            digest = ResumableSha256(session.hash_state).digest().hex()
+        else:
+            digest = await asyncio.get_running_loop().run_in_executor(None, committer.sha256_file, staging)
+        result = await committer.commit_new_file(ctx, session, staging, parse_rel_path(session.path), digest)
+        await ctx.sessions.finish_commit(sid, result, ctx.clock())
+    except BaseException:
+        await asyncio.shield(ctx.sessions.abort_commit(sid, ctx.clock()))
+        raise
+
+
+async def delete(ctx: Context, ex: Exchange, tail: str) -> None:
+    _prepare(ex)
+    sid = _upload_id(tail)
+    session = await _tus_session(ctx, sid)
+    if session.state == "committing":
+        raise Conflict(f"upload {sid} is being committed")
+    await ctx.sessions.request_takeover(sid, ctx.clock())
+    await committer.drop_session(ctx, sid)
+    await ex.respond(204, [])
