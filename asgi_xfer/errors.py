@@ -109,6 +109,10 @@ def translate_os_error(exc: OSError, what: str) -> XferError:
         return NotFound(f"{what} not found")
     if exc.errno in (errno.EACCES, errno.EPERM):
         return Forbidden(f"{what}: permission denied")
+    if exc.errno == errno.ELOOP:
+        return Forbidden(f"{what}: too many levels of symbolic links")  # as nginx answers
+    if exc.errno == errno.ENXIO:
+        return NotFound(f"{what} is not a regular file")  # a socket or unopened FIFO
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return InsufficientStorage("not enough disk space")
     if exc.errno == errno.EISDIR:

@@ -8,14 +8,13 @@ HTTP; it raises `XferError`s, translated from `OSError` here where they enter.
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import stat as stat_mod
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import Conflict, Forbidden, NotFound, XferError, translate_os_error
+from .errors import Conflict, Forbidden, NotFound, translate_os_error
 from .paths import RESERVED_PREFIX, RelPath
 
 # O_PATH where the platform has it and /proc can reopen such an fd (Linux).
@@ -89,7 +88,7 @@ class FileStore:
             # I/O; opening a FIFO's read end released a blocked writer).
             fd = os.open(joined, _O_PATH | os.O_CLOEXEC if _O_PATH else flags)
         except OSError as exc:
-            raise _translate_path_error(exc, rel.text or "/") from None
+            raise translate_os_error(exc, rel.text or "/") from None
         try:
             self._check_inside(self._real_path_of(fd, joined))
             st = os.fstat(fd)
@@ -101,7 +100,7 @@ class FileStore:
                     # open(2): an O_PATH fd is reopened through /proc/self/fd.
                     fd = os.open(f"/proc/self/fd/{handle}", flags)
                 except OSError as exc:
-                    raise _translate_path_error(exc, rel.text or "/") from None
+                    raise translate_os_error(exc, rel.text or "/") from None
                 finally:
                     os.close(handle)
                 st = os.fstat(fd)
@@ -147,7 +146,7 @@ class FileStore:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
-            raise _translate_path_error(exc, os.path.basename(path)) from None
+            raise translate_os_error(exc, os.path.basename(path)) from None
         return st if stat_mod.S_ISREG(st.st_mode) else None
 
     def lexical_path(self, rel: RelPath) -> tuple[str, os.stat_result]:
@@ -158,7 +157,7 @@ class FileStore:
         try:
             return path, os.lstat(path)
         except OSError as exc:
-            raise _translate_path_error(exc, rel.text) from None
+            raise translate_os_error(exc, rel.text) from None
 
     def list_dir(self, rel: RelPath) -> list[Entry]:
         """Entries of a directory, without internal names and escaping links.
@@ -174,7 +173,7 @@ class FileStore:
                     if entry is not None:
                         entries.append(entry)
         except OSError as exc:
-            raise _translate_path_error(exc, rel.text or "/") from None
+            raise translate_os_error(exc, rel.text or "/") from None
         entries.sort(key=lambda e: e.name)
         return entries
 
@@ -191,20 +190,6 @@ class FileStore:
         if not is_dir and not stat_mod.S_ISREG(st.st_mode):
             return None
         return Entry(item.name, is_dir, 0 if is_dir else st.st_size, st.st_mtime, format_etag(st))
-
-
-def _translate_path_error(exc: OSError, what: str) -> XferError:
-    """`translate_os_error` plus what only resolving a name meets.
-
-    ELOOP (a symlink cycle inside ROOT) is 403, as nginx's static module
-    answers it; ENXIO (a UNIX socket file) is "not a regular file", like a
-    FIFO. Both were a 500 "storage error" before.
-    """
-    if exc.errno == errno.ELOOP:
-        return Forbidden(f"{what}: too many levels of symbolic links")
-    if exc.errno == errno.ENXIO:
-        return NotFound(f"{what} is not a regular file")
-    return translate_os_error(exc, what)
 
 
 def read_or_create_secret(state_dir: Path) -> bytes:

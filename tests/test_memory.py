@@ -8,7 +8,6 @@ when many streams run at once.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
