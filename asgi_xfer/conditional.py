@@ -14,8 +14,8 @@ import enum
 import functools
 import re
 import time
+from typing import NamedTuple
 from collections.abc import Mapping
-from dataclasses import dataclass
 from email.utils import formatdate
 
 # §5.6.7: rfc850-date has a two-digit year; a recipient MUST read one that
@@ -43,9 +43,11 @@ _ETAG_ELEMENT = re.compile(r'[ \t]*((?:W/)?"[\x21\x23-\x7e\x80-\xff]*")[ \t]*(?:
 _LIST_SEPARATORS = " \t,"  # OWS and empty list elements (§5.6.1)
 
 
-@dataclass(frozen=True)
-class Validators:
-    """The current representation's validators."""
+class Validators(NamedTuple):
+    """The current representation's validators.
+
+    A NamedTuple rather than a frozen dataclass: equally immutable, and a
+    third of the cost to build, which matters once per request."""
 
     etag: str | None  # full quoted form, e.g. '"abc"' or 'W/"abc"'
     last_modified: int | None  # epoch seconds

@@ -10,6 +10,7 @@ pure cores and tell this module what to send.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -30,6 +31,12 @@ MAX_JSON_BODY_BYTES = 64 * 1024
 
 class ClientDisconnected(Exception):
     """The client went away; the handler stops and nothing more is sent."""
+
+
+@functools.lru_cache(maxsize=256)
+def _encode_name(name: str) -> bytes:
+    # Response field names come from a small fixed set: encode each once.
+    return name.encode("latin-1")
 
 
 def _decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -151,7 +158,7 @@ class Exchange:
         await self._send({
             "type": "http.response.start",
             "status": status,
-            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (*headers, *self.extra_headers)],
+            "headers": [(_encode_name(k), v.encode("latin-1")) for k, v in (*headers, *self.extra_headers)],
         })
 
     async def body(self, data: bytes, more: bool = False) -> None:

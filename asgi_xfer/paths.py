@@ -9,6 +9,7 @@ targets). Must not: touch the filesystem; whether a symlink leaves ROOT is
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -46,6 +47,7 @@ class RelPath:
         return RelPath((*self.segments, name), False)
 
 
+@functools.lru_cache(maxsize=8192)  # pure, and the first step of every request
 def parse_rel_path(raw: str) -> RelPath:
     """Check a decoded path relative to a route prefix (`a/b.txt`, `dir/`)."""
     if _CONTROL.search(raw):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import mimetypes
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .byteranges import MultipartPlan, plan_byteranges
 from .conditional import Outcome, Validators, evaluate_if_range, evaluate_preconditions, format_http_date
@@ -24,16 +24,18 @@ from .ranges import ByteRange, format_content_range, plan_ranges
 BODY_NONE, BODY_FULL, BODY_RANGE, BODY_MULTIPART, BODY_GZIP = "none", "full", "range", "multipart", "gzip"
 
 
-@dataclass(frozen=True)
-class FileFacts:
+# The values below are NamedTuples, not frozen dataclasses: as immutable,
+# and three times cheaper to build; four are built for every GET.
+
+
+class FileFacts(NamedTuple):
     name: str
     size: int
     mtime: float
     etag: str
 
 
-@dataclass(frozen=True)
-class DownloadRequest:
+class DownloadRequest(NamedTuple):
     method: str
     headers: Mapping[str, str]
     inline: bool = False
@@ -42,8 +44,7 @@ class DownloadRequest:
     boundary: str = "xfer-boundary"  # for multipart/byteranges
 
 
-@dataclass(frozen=True)
-class DownloadPlan:
+class DownloadPlan(NamedTuple):
     status: int
     headers: tuple[tuple[str, str], ...]
     body: str

@@ -14,11 +14,15 @@ import stat as stat_mod
 from dataclasses import dataclass
 from pathlib import Path
 
+from .beneath import BeneathOpener
 from .errors import Conflict, Forbidden, NotFound, translate_os_error
 from .paths import RESERVED_PREFIX, RelPath
 
 # O_PATH where the platform has it and /proc can reopen such an fd (Linux).
 _O_PATH = getattr(os, "O_PATH", 0) if os.path.isdir("/proc/self/fd") else 0
+# O_NONBLOCK: opening a FIFO must not hang; O_NOCTTY: a link to a terminal
+# must not become ours.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 STATE_DIR = ".xfer"
 SECRET_FILE = "secret.key"
@@ -45,6 +49,7 @@ class FileStore:
         self.root = Path(os.path.realpath(root))
         self._root_text = str(self.root)
         self._root_prefix = self._root_text.rstrip("/") + "/"
+        self._beneath = BeneathOpener(self._root_text, _READ_FLAGS)
 
     @property
     def state_dir(self) -> Path:
@@ -77,38 +82,52 @@ class FileStore:
 
     def open_read(self, rel: RelPath) -> tuple[int, os.stat_result]:
         """An fd and its stat; a directory is returned too (fd opened on it)."""
+        try:
+            fd = self._beneath.open(rel.segments)
+        except OSError as exc:
+            raise translate_os_error(exc, rel.text or "/") from None
+        if fd is None:
+            fd = self._open_resolving_links(rel)
+        try:
+            st = os.fstat(fd)
+            if not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISDIR(st.st_mode)):
+                raise NotFound(f"{rel.text} is not a regular file")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st
+
+    def _open_resolving_links(self, rel: RelPath) -> int:
+        """The slow path, for paths with symlinks: find where the path really
+        leads before opening what is there."""
         joined = os.path.join(self._root_text, *rel.segments)
-        # O_NONBLOCK: opening a FIFO must not hang; O_NOCTTY: a link to a
-        # terminal must not become ours.
-        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
         try:
             # O_PATH (Linux) names the target without opening the object
             # itself: a symlink to a FIFO or device outside ROOT is refused
             # before any open() of it (SPEC: paths are checked before any
-            # I/O; opening a FIFO's read end released a blocked writer).
-            fd = os.open(joined, _O_PATH | os.O_CLOEXEC if _O_PATH else flags)
+            # I/O; opening a FIFO's read end releases a blocked writer).
+            fd = os.open(joined, _O_PATH | os.O_CLOEXEC if _O_PATH else _READ_FLAGS)
         except OSError as exc:
             raise translate_os_error(exc, rel.text or "/") from None
         try:
             self._check_inside(self._real_path_of(fd, joined))
-            st = os.fstat(fd)
-            if not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISDIR(st.st_mode)):
+            if not _O_PATH:
+                return fd
+            if not stat_mod.S_ISREG(os.fstat(fd).st_mode) and not stat_mod.S_ISDIR(os.fstat(fd).st_mode):
                 raise NotFound(f"{rel.text} is not a regular file")
-            if _O_PATH:
-                handle, fd = fd, -1
-                try:
-                    # open(2): an O_PATH fd is reopened through /proc/self/fd.
-                    fd = os.open(f"/proc/self/fd/{handle}", flags)
-                except OSError as exc:
-                    raise translate_os_error(exc, rel.text or "/") from None
-                finally:
-                    os.close(handle)
-                st = os.fstat(fd)
+            # open(2) of an O_PATH fd goes through /proc/self/fd.
+            return os.open(f"/proc/self/fd/{fd}", _READ_FLAGS)
+        except OSError as exc:
+            if not _O_PATH:
+                os.close(fd)
+            raise translate_os_error(exc, rel.text or "/") from None
         except BaseException:
-            if fd >= 0:
+            if not _O_PATH:
                 os.close(fd)
             raise
-        return fd, st
+        finally:
+            if _O_PATH:
+                os.close(fd)
 
     def directory_for_write(self, rel: RelPath) -> tuple[str, list[str]]:
         """The real path of directory `rel`, created inside ROOT if missing,
