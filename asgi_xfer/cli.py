@@ -14,6 +14,7 @@ import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from .config import Settings, settings_to_env
 
@@ -79,6 +80,16 @@ def _banner(settings: Settings, url: str, generated: bool) -> str:
     return "\n".join(lines)
 
 
+def _http_protocol() -> Any:
+    """uvicorn's httptools protocol with the pathsend extension (sendfile),
+    or uvicorn's default where httptools is missing."""
+    try:
+        from .uvicornpathsend import PathsendHttpToolsProtocol
+    except ImportError:
+        return "auto"
+    return PathsendHttpToolsProtocol
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
@@ -104,6 +115,7 @@ def serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         "asgi_xfer:create_app", factory=True, workers=args.workers,
         log_level=args.log_level, access_log=args.access_log, lifespan="on",
+        http=_http_protocol(),
     )
     if args.workers > 1:
         Multiprocess(config, sockets=[sock]).run()

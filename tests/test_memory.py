@@ -31,12 +31,14 @@ def big_file(server: ServerProc) -> Path:
     return path
 
 
-def _slow_reader(srv: ServerProc, stop: threading.Event, received: list[int]) -> None:
+def _slow_reader(srv: ServerProc, stop: threading.Event, received: list[int], ranged: bool) -> None:
     sock = socket.create_connection((srv.host, srv.port), timeout=10)
     # A small receive buffer makes the kernel push back on the server early.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     try:
-        sock.sendall(f"GET /files/big.sparse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+        # A whole file goes out by sendfile (pathsend); a range through frames.
+        extra = "Range: bytes=1-\r\n" if ranged else ""
+        sock.sendall(f"GET /files/big.sparse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n{extra}\r\n".encode())
         total = 0
         while not stop.is_set():
             chunk = sock.recv(SLOW_READ_BYTES)
@@ -49,10 +51,10 @@ def _slow_reader(srv: ServerProc, stop: threading.Event, received: list[int]) ->
         sock.close()
 
 
-def _peak_rss_during(srv: ServerProc, readers: int) -> tuple[int, int, list[int]]:
+def _peak_rss_during(srv: ServerProc, readers: int, ranged: bool) -> tuple[int, int, list[int]]:
     baseline = srv.rss_bytes()
     stop, received = threading.Event(), []
-    threads = [threading.Thread(target=_slow_reader, args=(srv, stop, received)) for _ in range(readers)]
+    threads = [threading.Thread(target=_slow_reader, args=(srv, stop, received, ranged)) for _ in range(readers)]
     for t in threads:
         t.start()
     peak = baseline
@@ -66,15 +68,17 @@ def _peak_rss_during(srv: ServerProc, readers: int) -> tuple[int, int, list[int]
     return baseline, peak, received
 
 
-def test_one_slow_reader_keeps_memory_flat(server: ServerProc, big_file: Path) -> None:
-    baseline, peak, received = _peak_rss_during(server, readers=1)
+@pytest.mark.parametrize("ranged", [False, True], ids=["pathsend", "frames"])
+def test_one_slow_reader_keeps_memory_flat(server: ServerProc, big_file: Path, ranged: bool) -> None:
+    baseline, peak, received = _peak_rss_during(server, readers=1, ranged=ranged)
     assert received and received[0] > 1024 * 1024  # it really was streaming
     assert received[0] < BIG_BYTES  # and really was slow: not all buffered
     assert peak - baseline < 16 * 1024 * 1024, (baseline, peak)
 
 
-def test_many_slow_readers_share_the_frame_budget(server: ServerProc, big_file: Path) -> None:
-    baseline, peak, received = _peak_rss_during(server, readers=32)
+@pytest.mark.parametrize("ranged", [False, True], ids=["pathsend", "frames"])
+def test_many_slow_readers_share_the_frame_budget(server: ServerProc, big_file: Path, ranged: bool) -> None:
+    baseline, peak, received = _peak_rss_during(server, readers=32, ranged=ranged)
     assert len(received) == 32 and min(received) > 0
     # 32 streams x 1 MiB frames would be 32 MiB+ of frames; the budget holds
     # frames in flight to 16 MiB in total.

@@ -84,14 +84,14 @@ async def _execute(ctx: Context, ex: Exchange, fd: int, plan: DownloadPlan, fact
             # Small files: one read, one message; no disconnect watcher needed.
             await ex.respond(plan.status, plan.headers, await read_at(fd, 0, facts.size))
             return
-        if ex.supports_pathsend:
-            await ex.start(plan.status, plan.headers)
-            await ex.pathsend(ctx.store.resolve(rel), facts.size)
-            return
     METRICS.active_transfers += 1
-    ex.watch_disconnect()
     try:
         await ex.start(plan.status, plan.headers)
+        if plan.body == BODY_FULL and pacer is None and ex.supports_pathsend:
+            # Zero-copy: the server sends the file itself (sendfile).
+            await ex.pathsend(ctx.store.resolve(rel), facts.size)
+            return
+        ex.watch_disconnect()
         if plan.body == BODY_FULL:
             await _send_span(ex, fd, 0, facts.size, pacer)
         elif plan.body == BODY_RANGE:
