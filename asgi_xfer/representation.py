@@ -137,31 +137,30 @@ def _gzip_etag(etag: str) -> str:
 
 
 def _plan_transparent_gzip(req: DownloadRequest, facts: FileFacts, ctype: str) -> DownloadPlan:
-    etag = _gzip_etag(facts.etag)
-    fields = _validator_fields(etag, facts.mtime, vary=True)
-    early = _check_preconditions(req, Validators(etag, int(facts.mtime)), fields)
-    if early is not None:
-        return early
-    fields += [
+    return _plan_gzipped(req, facts, vary=True, fields=[
         ("content-type", ctype),
         ("content-encoding", "gzip"),
         ("content-disposition", format_content_disposition(facts.name, inline=req.inline)),
-    ]
-    return DownloadPlan(200, tuple(fields), BODY_GZIP)
+    ])
 
 
 def _plan_gzip_resource(req: DownloadRequest, facts: FileFacts) -> DownloadPlan:
     """`?compress=gzip`: a different resource, NAME.gz, not an encoding."""
     if req.compress != "gzip":
         raise BadRequest(f"unsupported compress value {req.compress!r}; use gzip")
-    etag = _gzip_etag(facts.etag)
-    fields = _validator_fields(etag, facts.mtime, vary=False)
-    early = _check_preconditions(req, Validators(etag, int(facts.mtime)), fields)
-    if early is not None:
-        return early
-    fields += [
+    return _plan_gzipped(req, facts, vary=False, fields=[
         ("content-type", "application/gzip"),
         ("accept-ranges", "none"),
         ("content-disposition", format_content_disposition(facts.name + ".gz", inline=req.inline)),
-    ]
-    return DownloadPlan(200, tuple(fields), BODY_NONE if req.method == "HEAD" else BODY_GZIP)
+    ])
+
+
+def _plan_gzipped(req: DownloadRequest, facts: FileFacts, *, vary: bool, fields: list[tuple[str, str]]) -> DownloadPlan:
+    """A gzip body under its own ETag: preconditions, then 200 (no ranges:
+    a gzip stream has no stable byte offsets)."""
+    etag = _gzip_etag(facts.etag)
+    validator_fields = _validator_fields(etag, facts.mtime, vary)
+    early = _check_preconditions(req, Validators(etag, int(facts.mtime)), validator_fields)
+    if early is not None:
+        return early
+    return DownloadPlan(200, tuple(validator_fields + fields), BODY_NONE if req.method == "HEAD" else BODY_GZIP)

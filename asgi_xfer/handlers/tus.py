@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import committer, tus
@@ -106,6 +107,12 @@ async def create(ctx: Context, ex: Exchange, tail: str) -> None:
         # creation-with-upload: the body is the first PATCH, at offset 0.
         offset = await _locked_append(ctx, ex, session.id, lambda s: 0)
         headers.append(("upload-offset", str(offset)))
+    elif concat.kind != "final" and session.size == 0:
+        # Fix: an empty upload is finished at creation (as tusd does): no
+        # PATCH ever comes for it (tus-js-client sends none for an empty
+        # file), so it was never committed and an empty partial kept its
+        # final waiting forever.
+        await _finish(ctx, session.id)
     await ex.respond(201, [*headers, ("content-length", "0")])
 
 
@@ -144,15 +151,22 @@ async def _try_assemble(ctx: Context, final_id: str) -> None:
     parts = [await ctx.sessions.get(pid, ctx.clock()) for pid in final.metadata["parts"]]
     if any(p is None or p.state != COMPLETE for p in parts):
         return
-    if await ctx.sessions.begin_commit(final_id, ctx.clock()) != WON:
+    staging = ctx.sessions.staging_path(final_id)
+    await _commit_as_file(ctx, final, staging, lambda: committer.concatenate(
+        [ctx.sessions.staging_path(p.id) for p in parts if p], staging))
+
+
+async def _commit_as_file(ctx: Context, session: Session, staging: str, digest_of: Callable[[], Awaitable[str]]) -> None:
+    """If this request wins the commit claim, put the staging file into the
+    tree at the session's path; on any failure the claim is released."""
+    if await ctx.sessions.begin_commit(session.id, ctx.clock()) != WON:
         return
     try:
-        staging = ctx.sessions.staging_path(final_id)
-        digest = await committer.concatenate([ctx.sessions.staging_path(p.id) for p in parts if p], staging)
-        result = await committer.commit_new_file(ctx, final, staging, parse_rel_path(final.path), digest)
-        await ctx.sessions.finish_commit(final_id, result, ctx.clock())
+        digest = await digest_of()
+        result = await committer.commit_new_file(ctx, session, staging, parse_rel_path(session.path), digest)
+        await ctx.sessions.finish_commit(session.id, result, ctx.clock())
     except BaseException:
-        await asyncio.shield(ctx.sessions.abort_commit(final_id, ctx.clock()))
+        await asyncio.shield(ctx.sessions.abort_commit(session.id, ctx.clock()))
         raise
 
 
@@ -276,22 +290,60 @@ async def _append(ctx: Context, ex: Exchange, fd: int, session: Session, offset:
 
 
 async def _receive(ctx: Context, ex: Exchange, writer: BatchWriter, sid: str, room: int) -> XferError | ClientDisconnected | None:
-    """Feed the body to `writer`; return why it stopped early, if it did."""
-    loop = asyncio.get_running_loop()
+    """Feed the body to `writer`; return why it stopped early, if it did.
+
+    Fix: the takeover check used to run only when a chunk arrived, so a PATCH
+    whose client stalled without closing (no more body, no disconnect) held
+    the upload forever and every HEAD/PATCH after it got 409. Now a watchdog
+    here asks every TAKEOVER_CHECK_S while `_Pump` receives; a pump waiting
+    for the client is cancelled (nothing of it is in flight), one busy
+    writing stops at its next chunk. Per chunk this costs two flag writes,
+    not a task, so the PATCH path stays as fast as a PUT."""
     started = ctx.clock()
-    next_check = loop.time() + TAKEOVER_CHECK_S
+    pump = _Pump(ex, writer, room)
+    task = asyncio.ensure_future(pump.run())
     try:
-        async for chunk in ex.iter_body():
-            if writer.size + len(chunk) > room:
-                return PayloadTooLarge("the body goes past Upload-Length")
-            await writer.write(chunk)
-            if loop.time() >= next_check:
-                next_check = loop.time() + TAKEOVER_CHECK_S
-                if await ctx.sessions.takeover_requested(sid, started):
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=TAKEOVER_CHECK_S)
+            if done:
+                return task.result()
+            if await ctx.sessions.takeover_requested(sid, started):
+                if not pump.receiving:
+                    pump.stop = True  # writing: it stops before its next receive
+                    return await task
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                return Conflict("a newer request took over this upload")
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+class _Pump:
+    """Receives the body into the writer; `receiving` says it waits for the
+    client (safe to cancel), `stop` asks it to end before the next chunk."""
+
+    def __init__(self, ex: Exchange, writer: BatchWriter, room: int) -> None:
+        self.ex, self.writer, self.room = ex, writer, room
+        self.receiving = True
+        self.stop = False
+
+    async def run(self) -> XferError | ClientDisconnected | None:
+        try:
+            async for chunk in self.ex.iter_body():
+                self.receiving = False
+                if self.writer.size + len(chunk) > self.room:
+                    return PayloadTooLarge("the body goes past Upload-Length")
+                await self.writer.write(chunk)
+                if self.stop:
                     return Conflict("a newer request took over this upload")
-    except ClientDisconnected as exc:
-        return exc
-    return None
+                self.receiving = True
+        except ClientDisconnected as exc:
+            return exc
+        finally:
+            self.receiving = False
+        return None
 
 
 async def _finish(ctx: Context, sid: str) -> None:
@@ -301,19 +353,15 @@ async def _finish(ctx: Context, sid: str) -> None:
         for final_id in await ctx.sessions.waiting_finals(sid):
             await _try_assemble(ctx, final_id)
         return
-    if await ctx.sessions.begin_commit(sid, ctx.clock()) != WON:
-        return
-    try:
-        staging = ctx.sessions.staging_path(sid)
+    staging = ctx.sessions.staging_path(sid)
+
+    async def digest_of() -> str:
+        # In-order PATCHes kept the running hash whole: no re-read.
         if session.hash_state is not None and session.hashed_upto == session.size:
-            digest = ResumableSha256(session.hash_state).digest().hex()
-        else:
-            digest = await asyncio.get_running_loop().run_in_executor(None, committer.sha256_file, staging)
-        result = await committer.commit_new_file(ctx, session, staging, parse_rel_path(session.path), digest)
-        await ctx.sessions.finish_commit(sid, result, ctx.clock())
-    except BaseException:
-        await asyncio.shield(ctx.sessions.abort_commit(sid, ctx.clock()))
-        raise
+            return ResumableSha256(session.hash_state).digest().hex()
+        return await asyncio.get_running_loop().run_in_executor(None, committer.sha256_file, staging)
+
+    await _commit_as_file(ctx, session, staging, digest_of)
 
 
 async def delete(ctx: Context, ex: Exchange, tail: str) -> None:
