@@ -198,17 +198,18 @@ async def instant_commit(ctx: Context, sha256: str, size: int, rel: Any) -> dict
     """If a stored file has this content, put it at `rel` without a byte
     sent (a hard link: both names share the bytes, and since every write
     here replaces a file by rename, neither can change the other)."""
-    hit = await ctx.index.lookup(sha256)
-    if hit is None:
-        return None
-    src_rel, src_size, src_mtime = hit
-    try:
-        src = ctx.store.resolve(parse_rel_path(src_rel))
-        st: os.stat_result | None = os.stat(src)
-    except (OSError, XferError):
-        st = None
-    if st is None or st.st_size != src_size or st.st_mtime_ns != src_mtime or src_size != size:
-        await ctx.index.forget(sha256, src_rel)
+    src = None
+    for src_rel, src_size, src_mtime in await ctx.index.candidates(sha256):
+        try:
+            path = ctx.store.resolve(parse_rel_path(src_rel))
+            st: os.stat_result | None = os.stat(path)
+        except (OSError, XferError):
+            st = None
+        if st is not None and st.st_size == src_size == size and st.st_mtime_ns == src_mtime:
+            src = path
+            break
+        await ctx.index.forget(sha256, src_rel)  # changed or gone since: not that content any more
+    if src is None:
         return None
     target, _ = ctx.store.target_for_write(rel)
     try:

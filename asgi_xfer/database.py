@@ -51,11 +51,13 @@ CREATE TABLE IF NOT EXISTS chunks (
     PRIMARY KEY (session_id, idx)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS content (
-    sha256   TEXT PRIMARY KEY,
+    sha256   TEXT NOT NULL,
     path     TEXT NOT NULL,
     size     INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL
+    mtime_ns INTEGER NOT NULL,
+    PRIMARY KEY (sha256, path)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS content_by_path ON content (path);
 """
 
 

@@ -75,6 +75,18 @@ def expected_digests(headers: Mapping[str, str]) -> dict[str, bytes]:
     return expected
 
 
+def wants_sha256(value: str | None) -> bool:
+    """`Want-Repr-Digest` (RFC 9530 §4) asks for sha-256 with a preference
+    above 0 (0 means "not acceptable")."""
+    if not value or len(value) > MAX_DIGEST_FIELD_BYTES:
+        return False
+    for member in value.split(","):
+        name, _, weight = member.strip().partition("=")
+        if name.strip().lower() == "sha-256":
+            return weight.strip() not in ("0",)
+    return False
+
+
 def format_digest_field(algorithm: str, digest: bytes) -> str:
     return f"{algorithm}=:{base64.b64encode(digest).decode()}:"
 

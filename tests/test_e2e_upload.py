@@ -235,3 +235,18 @@ def test_enospc_is_507_and_keeps_the_old_file(tiny_disk: Path) -> None:
         assert not _staging_leftovers(tiny_disk)
     finally:
         srv.stop()
+
+
+def test_repr_digest_when_asked_and_known(server: ServerProc) -> None:
+    data = os.urandom(200_000)
+    assert server.request("PUT", "/files/rd/a.bin", body=data)[0] == 201
+    want = {"Want-Repr-Digest": "sha-256=9"}
+    expected = "sha-256=:" + base64.b64encode(hashlib.sha256(data).digest()).decode() + ":"
+    status, headers, body = server.request("GET", "/files/rd/a.bin", want)
+    assert status == 200 and body == data and headers["repr-digest"] == expected
+    status, headers, _ = server.request("GET", "/files/rd/a.bin", {**want, "Range": "bytes=0-9"})
+    assert status == 206 and headers["repr-digest"] == expected  # of the whole representation
+    assert "repr-digest" not in server.request("GET", "/files/rd/a.bin")[1]  # not asked
+    assert "repr-digest" not in server.request("GET", "/files/rd/a.bin", {"Want-Repr-Digest": "sha-256=0"})[1]
+    write_file(server.root, "rd/a.bin", b"changed behind the server's back")
+    assert "repr-digest" not in server.request("GET", "/files/rd/a.bin", want)[1]  # unknown: never guessed

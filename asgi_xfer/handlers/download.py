@@ -13,6 +13,7 @@ import time
 
 from ..byteranges import new_boundary
 from ..context import Context
+from ..digests import format_digest_field, wants_sha256
 from ..errors import NotFound
 from ..exchange import Exchange
 from ..filestream import BUDGET, iter_frames, read_at
@@ -68,9 +69,23 @@ async def get_file(ctx: Context, ex: Exchange, tail: str) -> None:
             boundary=new_boundary() if "," in ex.headers.get("range", "") else "",
         )
         plan = plan_download(req, facts)
+        if plan.status in (200, 206) and wants_sha256(ex.headers.get("want-repr-digest")):
+            plan = await _with_repr_digest(ctx, plan, rel, st)
         await _execute(ctx, ex, fd, plan, facts, rel)
     finally:
         os.close(fd)
+
+
+async def _with_repr_digest(ctx: Context, plan: DownloadPlan, rel: RelPath, st: os.stat_result) -> DownloadPlan:
+    """Repr-Digest (RFC 9530) when asked for and known: the sha256 recorded
+    when this exact file (same size and mtime) was uploaded. Never computed
+    on the spot: that would read the whole file before the first byte."""
+    if plan.body == BODY_GZIP:
+        return plan  # the digest is of the identity bytes
+    digest = await ctx.index.digest_of(rel.text, st)
+    if digest is None:
+        return plan
+    return plan._replace(headers=(*plan.headers, ("repr-digest", format_digest_field("sha-256", bytes.fromhex(digest)))))
 
 
 async def _execute(ctx: Context, ex: Exchange, fd: int, plan: DownloadPlan, facts: FileFacts, rel: RelPath) -> None:
