@@ -2,6 +2,12 @@
 # Installs the command-line tools the tests and benches drive, if missing.
 # Safe to run repeatedly; needs root (CI and these machines run as root).
 set -eu
+# The npm clients the tus tests drive (tus-js-client, Uppy), from the lock file.
+js_dir="$(dirname "$0")/../tests/js"
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && [ ! -d "$js_dir/node_modules" ]; then
+  npm ci --prefix "$js_dir" --no-audit --no-fund --loglevel=error >/dev/null
+  echo "install-tools: installed tests/js node packages"
+fi
 want=(curl wget aria2c nginx wrk unzip 7z bsdtar)
 pkgs=(curl wget aria2 nginx wrk unzip p7zip-full libarchive-tools)
 missing=()

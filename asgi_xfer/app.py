@@ -43,6 +43,9 @@ class Route:
     # tus: clients behind proxies that drop PATCH/DELETE send POST with
     # X-HTTP-Method-Override (tus core protocol).
     method_override: bool = False
+    # Runs on every matched request before the method and access checks, so
+    # that their errors carry the route's headers too (tus, CORS).
+    on_match: Callable[[Exchange], None] | None = None
 
     def allowed(self) -> list[str]:
         names = list(self.methods)
@@ -72,7 +75,8 @@ ROUTES: tuple[Route, ...] = (
     Route("/sign", {"POST": ops.sign}),
     Route("/uploads", {"POST": chunked.create}),
     Route("/uploads/", {"GET": chunked.show, "PUT": chunked.put_chunk, "POST": chunked.complete, "DELETE": chunked.remove}),
-    *(Route(path, TUS_METHODS, read_access=Access.WRITE, public_methods=frozenset({"OPTIONS"}), method_override=True)
+    *(Route(path, TUS_METHODS, read_access=Access.WRITE, public_methods=frozenset({"OPTIONS"}),
+            method_override=True, on_match=tus.set_response_headers)
       for path in ("/tus", "/tus/")),
 )
 
@@ -166,6 +170,8 @@ class XferApp:
                 return
             raise NotFound(f"no resource at {ex.path}")
         route, tail = found
+        if route.on_match is not None:
+            route.on_match(ex)
         override = ex.headers.get("x-http-method-override")
         if route.method_override and override and ex.method == "POST":
             ex.method = override.strip().upper()

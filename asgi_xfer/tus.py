@@ -44,7 +44,8 @@ CORS_ALLOW_HEADERS = (
 )
 CORS_EXPOSE_HEADERS = (
     "Location, Upload-Offset, Upload-Length, Upload-Metadata, Upload-Defer-Length, Upload-Expires, "
-    "Upload-Concat, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm"
+    "Upload-Concat, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, "
+    "WWW-Authenticate"
 )
 CORS_ALLOW_METHODS = "POST, HEAD, PATCH, DELETE, OPTIONS"
 # Browsers cache a preflight for at most this long (Chromium caps at 2 h).

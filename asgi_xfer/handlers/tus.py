@@ -37,8 +37,14 @@ TAKEOVER_CHECK_S = 0.5
 UPLOAD_METHODS = ["HEAD", "PATCH", "DELETE", "OPTIONS"]
 
 
-def _prepare(ex: Exchange) -> None:
+def set_response_headers(ex: Exchange) -> None:
+    """Tus-Resumable and CORS on every response of the route, the app's own
+    401/405 included: a browser client can read no status without them."""
     ex.extra_headers = tus.response_headers(ex.headers.get("origin"))
+
+
+def _prepare(ex: Exchange) -> None:
+    set_response_headers(ex)
     tus.check_version(ex.method, ex.headers)
 
 
