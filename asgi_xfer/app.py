@@ -23,7 +23,7 @@ from .errors import InternalError, MethodNotAllowed, NotFound, XferError
 from .exchange import ClientDisconnected, Exchange, Receive, Scope, Send
 from .contentindex import ContentIndex
 from .database import Database
-from .handlers import chunked, download, form, ops, tus, upload
+from .handlers import archive, chunked, download, form, ops, tus, upload
 from .metrics import METRICS
 from .sessions import SessionStore
 from .store import FileStore, read_or_create_secret
@@ -70,6 +70,7 @@ TUS_METHODS: Mapping[str, Handler] = {
 
 ROUTES: tuple[Route, ...] = (
     Route("/files/", {"GET": download.get_file, "PUT": upload.put_file, "POST": form.post_form, "DELETE": upload.delete_file}),
+    Route("/archive/", {"GET": archive.get_archive}),
     Route("/healthz", {"GET": ops.healthz}, read_access=Access.PUBLIC),
     Route("/metrics", {"GET": ops.metrics}, read_access=Access.WRITE),
     Route("/sign", {"POST": ops.sign}),

@@ -174,9 +174,15 @@ def _plan_member(entry: ZipEntry, offset: int, *, compress: bool) -> _Member:
 
 
 def _dos_datetime(mtime: float) -> tuple[int, int]:
-    """(time, date) in MS-DOS form, local time as zip tools expect, clamped."""
+    """(time, date) in MS-DOS form, in UTC, clamped to what DOS can hold.
+
+    UTC, not the server's local time: the archive's bytes (so its size, its
+    byte offsets and the Range a resumed download asks for) must be the same
+    in every process and on every node whatever its TZ. The "UT" extra
+    carries the true mtime for unzip, 7-Zip and libarchive anyway.
+    """
     try:
-        stamp = tuple(time.localtime(mtime)[:6])
+        stamp = tuple(time.gmtime(mtime)[:6])
     except (OverflowError, OSError, ValueError):
         stamp = _DOS_MIN if mtime < 0 else _DOS_MAX
     year, month, day, hour, minute, second = min(max(stamp, _DOS_MIN), _DOS_MAX)
@@ -185,7 +191,7 @@ def _dos_datetime(mtime: float) -> tuple[int, int]:
 
 def _ut_extra(mtime: float) -> bytes:
     # The Info-ZIP "UT" field gives unzip, 7-Zip and libarchive the UTC mtime
-    # to the second, which the 2-second local-time DOS field cannot.
+    # to the second, which the 2-second DOS field cannot.
     return _UT_EXTRA.pack(0x5455, 5, 1, min(max(int(mtime), 0), _UT_MAX))
 
 

@@ -148,7 +148,7 @@ def test_stored_data_is_not_copied() -> None:
         (0.0, (1980, 1, 1, 0, 0, 0)),  # before 1980: clamped to the DOS epoch
         (-1e12, (1980, 1, 1, 0, 0, 0)),
         (1e13, (2107, 12, 31, 23, 59, 58)),  # after 2107: clamped to the end
-        (MTIME + 1.5, (*time.localtime(MTIME + 1.5)[:5], time.localtime(MTIME)[5] // 2 * 2)),
+        (MTIME + 1.5, (*time.gmtime(MTIME + 1.5)[:5], time.gmtime(MTIME)[5] // 2 * 2)),  # UTC
     ],
 )
 def test_dos_timestamps(mtime: float, expected: tuple[int, ...]) -> None:
