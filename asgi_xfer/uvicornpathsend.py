@@ -1,10 +1,15 @@
-"""The ASGI `http.response.pathsend` extension for uvicorn, with sendfile(2).
+"""The ASGI `http.response.pathsend` and `http.response.zerocopysend`
+extensions for uvicorn, with sendfile(2).
 
 Owns: a uvicorn HTTP protocol (`--http asgi_xfer.uvicornpathsend:PathsendHttpToolsProtocol`,
-what `asgi-xfer serve` uses) that advertises the extension in
-`scope["extensions"]` and answers a pathsend message by sending the file
-from the kernel's page cache straight to the socket. Nothing else about the
-server changes. Must not: know about asgi_xfer's app; any ASGI app may use it.
+what `asgi-xfer serve` uses) that advertises both extensions in
+`scope["extensions"]` and answers them by sending file bytes from the
+kernel's page cache straight to the socket: pathsend a whole file by path,
+zerocopysend a span of an open file (`file`, `offset`, `count`,
+`more_body`), which may sit between ordinary body messages (the parts of a
+multipart/byteranges response, a zip's file data between its headers).
+Nothing else about the server changes. Must not: know about asgi_xfer's
+app; any ASGI app may use it.
 
 Why: reading a file into Python and writing it to the socket copies every
 byte twice and costs ~0.25 s of CPU per GB; sendfile costs a tenth of that,
@@ -41,57 +46,78 @@ POLL_INTERVAL_MS = 500
 _pool = ThreadPoolExecutor(SENDFILE_THREADS, thread_name_prefix="xfer-sendfile")
 
 
-def _send_file(sock_fd: int, path: str, length: int, cycle: PathsendCycle) -> int:
-    """Worker thread: send `length` bytes of `path`; returns bytes sent."""
-    file_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+def _sendfile_span(sock_fd: int, file_fd: int, offset: int, count: int, cycle: PathsendCycle) -> int:
+    """Worker thread: send [offset, offset+count) of `file_fd`; returns
+    bytes sent, fewer if the peer went away or the file ended early."""
     poller = select.poll()
     poller.register(sock_fd, select.POLLOUT)
     sent = 0
-    try:
-        while sent < length and not cycle.disconnected and not cycle.abandoned:
-            try:
-                n = os.sendfile(sock_fd, file_fd, sent, min(SENDFILE_CALL_BYTES, length - sent))
-            except BlockingIOError:
-                poller.poll(POLL_INTERVAL_MS)
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            if n == 0:
-                break  # the file shrank: the caller drops the connection
-            sent += n
-    finally:
-        os.close(file_fd)
+    while sent < count and not cycle.disconnected and not cycle.abandoned:
+        try:
+            n = os.sendfile(sock_fd, file_fd, offset + sent, min(SENDFILE_CALL_BYTES, count - sent))
+        except BlockingIOError:
+            poller.poll(POLL_INTERVAL_MS)
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            cycle.peer_gone = True
+            break
+        if n == 0:
+            break  # the file shrank: the caller drops the connection
+        sent += n
     return sent
 
 
 class PathsendCycle(RequestResponseCycle):
     abandoned = False
+    peer_gone = False
 
     async def send(self, message: Any) -> None:
-        if message["type"] != "http.response.pathsend":
+        kind = message["type"]
+        if kind == "http.response.pathsend":
+            fd = os.open(message["path"], os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                await self._send_span(fd, 0, self.expected_content_length, more_body=False)
+            finally:
+                os.close(fd)
+        elif kind == "http.response.zerocopysend":
+            file = message["file"]
+            fd = file if isinstance(file, int) else file.fileno()
+            offset = message.get("offset")
+            offset = os.lseek(fd, 0, os.SEEK_CUR) if offset is None else offset
+            count = message.get("count")
+            count = os.fstat(fd).st_size - offset if count is None else count
+            await self._send_span(fd, offset, count, more_body=message.get("more_body", False))
+        else:
             await super().send(message)
-            return
+
+    async def _send_span(self, fd: int, offset: int, count: int, *, more_body: bool) -> None:
         if not self.response_started or self.response_complete or self.chunked_encoding:
-            raise RuntimeError("pathsend needs a started response with a Content-Length")
-        length = self.expected_content_length
-        # The headers may still sit in the transport's buffer; they go first.
+            raise RuntimeError("zero-copy sends need a started response with a Content-Length")
+        if count > self.expected_content_length:
+            raise RuntimeError("Response content longer than Content-Length")
+        # What went before (headers, earlier body messages) goes first.
         while self.transport.get_write_buffer_size() and not self.disconnected:
             await asyncio.sleep(0.001)
         sock = self.transport.get_extra_info("socket")
-        if self.disconnected or sock is None:
-            return
+        if self.disconnected or self.peer_gone or sock is None:
+            return  # as uvicorn does after a disconnect: the send is dropped
         try:
-            sent = await asyncio.get_running_loop().run_in_executor(_pool, _send_file, sock.fileno(), message["path"], length, self)
+            sent = await asyncio.get_running_loop().run_in_executor(
+                _pool, _sendfile_span, sock.fileno(), fd, offset, count, self)
         except BaseException:
             self.abandoned = True  # cancelled: the thread stops at its next step
             self.transport.close()
             raise
-        if sent != length:
+        if sent != count:
             self.transport.close()  # a short body must not look complete
-            if not self.disconnected:
-                raise RuntimeError("file shorter than its Content-Length")
+            if self.disconnected or self.peer_gone:
+                return
+            raise RuntimeError("file shorter than the bytes promised")
+        self.expected_content_length -= count
+        if more_body:
             return
-        self.expected_content_length = 0
+        if self.expected_content_length != 0:
+            raise RuntimeError("Response content shorter than Content-Length")
         self.response_complete = True
         self.message_event.set()
         if not self.keep_alive:
@@ -102,7 +128,7 @@ class PathsendCycle(RequestResponseCycle):
 class PathsendHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.scope["extensions"] = {"http.response.pathsend": {}}
+        self.scope["extensions"] = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()

@@ -9,13 +9,14 @@ when many streams run at once.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-from serverproc import TOKEN, ServerProc
+from serverproc import TOKEN, ServerProc, free_port, start_cli, start_command
 
 BIG_BYTES = 512 * 1024 * 1024
 SLOW_READ_BYTES = 16 * 1024
@@ -23,12 +24,24 @@ SLOW_READ_PAUSE_S = 0.002
 SLOW_RUN_S = 3.0
 
 
-@pytest.fixture(scope="module")
-def big_file(server: ServerProc) -> Path:
-    path = server.root / "big.sparse"
-    with open(path, "wb") as f:
+@pytest.fixture(scope="module", params=["sendfile", "frames"])
+def mem_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
+    """`asgi-xfer serve` (uvicorn with the zero-copy extensions), and stock
+    uvicorn, where every byte goes through the app's frames."""
+    root = tmp_path_factory.mktemp(request.param)
+    with open(root / "big.sparse", "wb") as f:
         f.truncate(BIG_BYTES)
-    return path
+    if request.param == "sendfile":
+        srv = start_cli(root)
+    else:
+        port = free_port()
+        srv = start_command([sys.executable, "-m", "uvicorn", "--factory", "asgi_xfer:create_app", "--host", "127.0.0.1",
+                             "--port", str(port), "--log-level", "warning"], root, port,
+                            env={"XFER_ROOT": str(root), "XFER_TOKENS": TOKEN})
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def _slow_reader(srv: ServerProc, stop: threading.Event, received: list[int], ranged: bool) -> None:
@@ -36,7 +49,6 @@ def _slow_reader(srv: ServerProc, stop: threading.Event, received: list[int], ra
     # A small receive buffer makes the kernel push back on the server early.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     try:
-        # A whole file goes out by sendfile (pathsend); a range through frames.
         extra = "Range: bytes=1-\r\n" if ranged else ""
         sock.sendall(f"GET /files/big.sparse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n{extra}\r\n".encode())
         total = 0
@@ -68,16 +80,17 @@ def _peak_rss_during(srv: ServerProc, readers: int, ranged: bool) -> tuple[int, 
     return baseline, peak, received
 
 
-@pytest.mark.parametrize("ranged", [False, True], ids=["pathsend", "frames"])
-def test_one_slow_reader_keeps_memory_flat(server: ServerProc, big_file: Path, ranged: bool) -> None:
-    baseline, peak, received = _peak_rss_during(server, readers=1, ranged=ranged)
+@pytest.mark.parametrize("ranged", [False, True], ids=["whole", "range"])
+def test_one_slow_reader_keeps_memory_flat(mem_server: ServerProc, ranged: bool) -> None:
+    baseline, peak, received = _peak_rss_during(mem_server, readers=1, ranged=ranged)
     assert received and received[0] > 1024 * 1024  # it really was streaming
     assert received[0] < BIG_BYTES  # and really was slow: not all buffered
     assert peak - baseline < 16 * 1024 * 1024, (baseline, peak)
 
 
-@pytest.mark.parametrize("ranged", [False, True], ids=["pathsend", "frames"])
-def test_many_slow_readers_share_the_frame_budget(server: ServerProc, big_file: Path, ranged: bool) -> None:
+@pytest.mark.parametrize("ranged", [False, True], ids=["whole", "range"])
+def test_many_slow_readers_share_the_frame_budget(mem_server: ServerProc, ranged: bool) -> None:
+    server = mem_server
     baseline, peak, received = _peak_rss_during(server, readers=32, ranged=ranged)
     assert len(received) == 32 and min(received) > 0
     # 32 streams x 1 MiB frames would be 32 MiB+ of frames; the budget holds

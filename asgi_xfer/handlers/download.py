@@ -125,6 +125,9 @@ async def _execute(ctx: Context, ex: Exchange, fd: int, plan: DownloadPlan, fact
 
 
 async def _send_span(ex: Exchange, fd: int, offset: int, length: int, pacer: Pacer | None) -> None:
+    if pacer is None and ex.supports_zerocopy:
+        await ex.zerocopy(fd, offset, length, more=True)  # sendfile: no frames at all
+        return
     max_frame = pacer.max_frame if pacer else length
     async for frame in iter_frames(fd, offset, length, max_frame or 1):
         if pacer:
