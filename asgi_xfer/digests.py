@@ -99,6 +99,10 @@ class Hashers:
     def __init__(self, algorithms: Iterable[str] = ()) -> None:
         self._hashes = {name: hashlib.new(HASHLIB_NAMES[name]) for name in set(algorithms)}
 
+    @property
+    def active(self) -> bool:
+        return bool(self._hashes)
+
     def update(self, data: bytes) -> None:
         for h in self._hashes.values():
             h.update(data)

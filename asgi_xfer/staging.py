@@ -10,20 +10,23 @@ Must not: parse HTTP or decide status codes beyond translating OSError.
 from __future__ import annotations
 
 import asyncio
+import collections
 import ctypes
 import os
 import secrets
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from .digests import Hashers
 from .errors import PreconditionFailed, translate_os_error
 
 STAGING_PREFIX = ".xfer-tmp-"
-# Received chunks (uvicorn hands over ~64 KiB at a time) are gathered into
-# batches of this size per thread hop: the ~60-90 us hop becomes noise, and
-# two batches (one being written, one filling) bound memory per upload.
+# Received chunks are gathered into batches of this size per thread hop, so
+# the ~60-90 us hop is noise.
 WRITE_BATCH_BYTES = 1 << 20
+# Bytes handed to threads and not yet written and hashed, per upload.
+MAX_IN_FLIGHT_BYTES = 4 << 20
 # Every this many bytes, ask the kernel to start writing back what we wrote
 # (sync_file_range WRITE, asynchronous): the final fdatasync then has only the
 # tail to flush instead of the whole file.
@@ -63,8 +66,14 @@ def _write_all(fd: int, chunks: list[bytes], offset: int) -> None:
 
 
 class BatchWriter:
-    """Writes a stream of chunks at `offset` of an open file, hashing them,
-    one batch at a time in a worker thread while the next batch fills.
+    """Writes a stream of chunks at `offset` of an open file, hashing them.
+
+    Batches of ~1 MiB leave the event loop: each is written with pwritev at
+    its own offset by the thread pool, and hashed, in order, by a thread of
+    this writer's own. Hashing is the dearest step (SHA-256 runs a few
+    hundred MB/s on CPUs without SHA instructions), so it must run without
+    pause on one core while the loop receives on the other: batches flow
+    until `MAX_IN_FLIGHT_BYTES` wait on either, which also bounds memory.
 
     `extra` is any object with `update(bytes)` fed the same bytes in order
     (the resumable whole-file SHA-256 of an upload session)."""
@@ -76,61 +85,84 @@ class BatchWriter:
         self.extra = extra
         self.display = display
         self.size = 0  # bytes handed to write()
-        self.written = 0  # bytes known to be in the file
+        self.written = 0  # bytes known to be in the file (all of them after flush())
         self._batch: list[bytes] = []
         self._batch_bytes = 0
-        self._pending: asyncio.Future[None] | None = None
+        self._in_flight: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        self._in_flight_bytes = 0
         self._synced_to = offset
+        hashing = hashers.active or extra is not None
+        # One thread per writer keeps its hash updates in order.
+        self._hash_thread = ThreadPoolExecutor(1, thread_name_prefix="xfer-hash") if hashing else None
 
     async def write(self, data: bytes) -> None:
         self._batch.append(data)
         self._batch_bytes += len(data)
         self.size += len(data)
         if self._batch_bytes >= WRITE_BATCH_BYTES:
-            await self._flush_batch()
+            await self._submit_batch()
 
     async def flush(self) -> None:
         """Every byte handed to `write` is in the file (not yet fsynced)."""
-        await self._flush_batch()
-        await self._wait_pending()
+        await self._submit_batch()
+        while self._in_flight:
+            await self._wait_oldest()
+        self.written = self.size
+        self._close_hash_thread()
 
-    async def _flush_batch(self) -> None:
+    async def _submit_batch(self) -> None:
         batch, self._batch, self._batch_bytes = self._batch, [], 0
-        await self._wait_pending()
-        if batch:
-            end = self.start + self.size
-            offset = end - sum(len(c) for c in batch)
-            self._pending = asyncio.get_running_loop().run_in_executor(None, self._write_batch, batch, offset, end)
+        if not batch:
+            return
+        while self._in_flight and self._in_flight_bytes >= MAX_IN_FLIGHT_BYTES:
+            await self._wait_oldest()
+        end = self.start + self.size
+        nbytes = sum(len(c) for c in batch)
+        loop = asyncio.get_running_loop()
+        work = [loop.run_in_executor(None, self._write_batch, list(batch), end - nbytes, end)]
+        if self._hash_thread is not None:
+            work.append(loop.run_in_executor(self._hash_thread, self._hash_batch, batch))
+        self._in_flight.append((nbytes, asyncio.gather(*work)))
+        self._in_flight_bytes += nbytes
 
-    async def _wait_pending(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            try:
-                await pending
-            except OSError as exc:
-                raise translate_os_error(exc, self.display) from None
+    async def _wait_oldest(self) -> None:
+        nbytes, done = self._in_flight.popleft()
+        self._in_flight_bytes -= nbytes
+        try:
+            await done
+        except OSError as exc:
+            raise translate_os_error(exc, self.display) from None
 
-    def _write_batch(self, batch: list[bytes], offset: int, end: int) -> None:
-        """Worker thread: hash and write; hashlib and pwritev release the GIL."""
+    def _hash_batch(self, batch: list[bytes]) -> None:
+        """The writer's hash thread; hashlib and OpenSSL release the GIL."""
         for chunk in batch:
             self.hashers.update(chunk)
             if self.extra is not None:
                 self.extra.update(chunk)
+
+    def _write_batch(self, batch: list[bytes], offset: int, end: int) -> None:
+        """A pool thread: write the batch at its offset; start writeback."""
         _write_all(self.fd, batch, offset)
-        self.written = end - self.start
         if _sync_file_range is not None and end - self._synced_to >= WRITEBACK_STEP_BYTES:
-            _sync_file_range(self.fd, self._synced_to, end - self._synced_to, _SYNC_FILE_RANGE_WRITE)
-            self._synced_to = end
+            start, self._synced_to = self._synced_to, end
+            _sync_file_range(self.fd, start, end - start, _SYNC_FILE_RANGE_WRITE)
+
+    def _close_hash_thread(self) -> None:
+        if self._hash_thread is not None:
+            self._hash_thread.shutdown(wait=False)
+            self._hash_thread = None
 
     async def settle(self) -> None:
-        """Let an in-flight batch finish (its thread still uses the fd) before
-        the caller closes it; never raises."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
+        """Let batches in flight finish (their threads still use the fd)
+        before the caller closes it; never raises."""
+        while self._in_flight:
+            _, done = self._in_flight.popleft()
             try:
-                await asyncio.shield(pending)
+                await asyncio.shield(done)
             except BaseException:
                 pass
+        self._in_flight_bytes = 0
+        self._close_hash_thread()
 
 
 class StagedFile:
