@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import random
 import signal
@@ -21,8 +22,8 @@ def _upload_quietly(srv: ServerProc, sid: str, data: bytes, indexes: list[int]) 
     for index in indexes:
         try:
             put_chunk(srv, sid, index, chunk_of(data, CHUNK, index))
-        except OSError:
-            return  # the server was killed under us
+        except (OSError, http.client.HTTPException, ValueError):
+            return  # the server was killed under us, maybe mid-response
 
 
 def _assert_received_chunks_whole(staging: Path, data: bytes, received: list[int]) -> None:
