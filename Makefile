@@ -35,8 +35,13 @@ tools:
 test: $(VENV)/.test tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Each bench runs its peers in the same run, interleaved, and prints ratios;
+# results land in bench/results/. About 40 minutes in all on 2 cores.
 bench: $(VENV)/.bench $(VENV)/.test tools
 	$(PY) bench/run_downloads.py $(BENCH_ARGS)
+	$(PY) bench/run_uploads.py
+	$(PY) bench/bench_archive.py
+	$(PY) bench/bench_multipart_parser.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
