@@ -1,4 +1,4 @@
-"""`asgi-xfer`: the command line (`serve` now; `get` and `put` join it later).
+"""`asgi-xfer`: the command line (`serve`; the client commands `get` and `put`).
 
 Owns: argument parsing, binding the listening socket (so `--port 0` works and
 the real port is printed), the start-up banner with the token and a ready
@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--node-name", default="")
     serve.add_argument("--access-log", action="store_true")
     serve.add_argument("--log-level", default="warning")
+    from .client.commands import add_get_parser, add_put_parser
+
+    add_get_parser(sub, _parse_size)
+    add_put_parser(sub, _parse_size)
     return parser
 
 
@@ -124,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command in ("get", "put"):
+        from .client.commands import run_get, run_put
+
+        return run_get(args) if args.command == "get" else run_put(args)
     return 2
 
 
