@@ -504,3 +504,29 @@ def test_a_complete_partial_is_revalidated_before_the_rename(tmp_path: Path, bac
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == (new if changed else old)
     assert tiny.requests[0].get("if-range") == '"v1"'
+
+
+def test_get_verifies_the_servers_repr_digest(server: ServerProc, tmp_path: Path) -> None:
+    """The client asks for Repr-Digest (the server knows it for files uploaded
+    through it) and refuses bytes that do not match it."""
+    import subprocess
+    import sys
+
+    data = os.urandom(3 * 1024 * 1024 + 1)
+    assert server.request("PUT", "/files/rd/known.bin", body=data)[0] == 201
+    get = [sys.executable, "-m", "asgi_xfer", "get", f"{server.url}/files/rd/known.bin", "--token", server.token or ""]
+    out = tmp_path / "known.bin"
+    subprocess.run([*get, "-o", str(out)], check=True, timeout=60, capture_output=True)
+    assert out.read_bytes() == data
+    # Damage the stored bytes behind the server's back, keeping size and
+    # mtime: the server still announces the digest of what was uploaded.
+    stored = server.root / "rd/known.bin"
+    st = stored.stat()
+    with open(stored, "r+b") as f:
+        f.seek(1000)
+        f.write(b"\xff" * 16)
+    os.utime(stored, ns=(st.st_atime_ns, st.st_mtime_ns))
+    bad = tmp_path / "bad.bin"
+    result = subprocess.run([*get, "-o", str(bad)], timeout=60, capture_output=True)
+    assert result.returncode == 5, result.stderr
+    assert not bad.exists()

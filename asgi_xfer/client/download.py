@@ -206,7 +206,9 @@ class _DownloadJob:
     # -- requests -------------------------------------------------------------
 
     def _headers(self, url: URL, extra: dict[str, str]) -> dict[str, str]:
-        headers = dict(extra)
+        # RFC 9530 §4: ask for the representation's digest; servers that know
+        # it (asgi-xfer does for files uploaded through it) answer Repr-Digest.
+        headers = {"want-repr-digest": "sha-256=10", **extra}
         # The token goes only to the origin it was given for, not to where a
         # redirect points.
         if self.token and url.origin == self.url.origin:
