@@ -29,8 +29,10 @@ WRITE_BATCH_BYTES = 1 << 20
 MAX_IN_FLIGHT_BYTES = 4 << 20
 # Every this many bytes, ask the kernel to start writing back what we wrote
 # (sync_file_range WRITE, asynchronous): the final fdatasync then has only the
-# tail to flush instead of the whole file.
-WRITEBACK_STEP_BYTES = 16 << 20
+# tail to flush instead of the whole file. 4 MiB, below the 8 MiB of a typical
+# chunk or tus PATCH, each of which ends in its own fdatasync (measured: tus
+# 8 MiB PATCHes 197 -> 215-230 MB/s against a 16 MiB step).
+WRITEBACK_STEP_BYTES = 4 << 20
 _SYNC_FILE_RANGE_WRITE = 2
 
 
