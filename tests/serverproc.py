@@ -165,3 +165,21 @@ def start_command(cmd: list[str], root: Path, port: int, env: dict[str, str] | N
     server = ServerProc(proc, "127.0.0.1", port, root, token, output, drainer)
     _wait_healthy(server, health_path)
     return server
+
+
+def worker_pids(server: ServerProc, probes: int = 40) -> set[str]:
+    """The worker processes that answered `probes` fresh connections."""
+    pids: set[str] = set()
+    for _ in range(probes):
+        body = server.request("GET", "/metrics")[2].decode()
+        pids |= {line.split('pid="')[1].split('"')[0] for line in body.splitlines() if line.startswith("xfer_bytes_in_total")}
+    return pids
+
+
+def wait_for_workers(server: ServerProc, count: int, timeout_s: float = 30) -> None:
+    """Until `count` worker processes take connections: uvicorn starts them
+    one after another, and a test of cross-worker behaviour needs them all."""
+    deadline = time.monotonic() + timeout_s
+    while len(worker_pids(server)) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {count} workers answered within {timeout_s} s")

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from serverproc import ServerProc, start_cli
+from serverproc import ServerProc, start_cli, wait_for_workers
 from sessionclient import chunk_of, complete, create, put_chunk, show
 
 CHUNK = 2 * 1024 * 1024
@@ -61,20 +61,10 @@ def test_kill_9_at_random_points_loses_nothing_acknowledged(tmp_path: Path) -> N
         srv.stop()
 
 
-def _worker_pids(srv: ServerProc) -> set[str]:
-    pids = set()
-    for _ in range(40):
-        body = srv.request("GET", "/metrics")[2].decode()
-        pids |= {line.split('pid="')[1].split('"')[0] for line in body.splitlines() if line.startswith("xfer_bytes_in_total")}
-    return pids
-
-
 def test_two_workers_share_sessions(tmp_path: Path) -> None:
     srv = start_cli(tmp_path, "--workers", "2")
     try:
-        deadline = time.monotonic() + 20
-        while len(_worker_pids(srv)) < 2:  # both workers up and taking connections
-            assert time.monotonic() < deadline, "only one worker answered"
+        wait_for_workers(srv, 2)
         data = os.urandom(32 * 256 * 1024)
         chunk = 256 * 1024
         _, session = create(srv, "two/w.bin", data, chunk)

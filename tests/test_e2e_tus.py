@@ -22,7 +22,7 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 
 from asgi_xfer import Settings, XferApp
-from serverproc import ServerProc, start_cli
+from serverproc import ServerProc, start_cli, wait_for_workers
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = "application/offset+octet-stream"
@@ -527,6 +527,7 @@ def test_stale_patch_on_a_running_upload_is_taken_over_by_patch(server: ServerPr
 def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
     srv = start_cli(tmp_path_factory.mktemp("root2"), "--workers", "2")
     try:
+        wait_for_workers(srv, 2)
         yield srv
     finally:
         srv.stop()
