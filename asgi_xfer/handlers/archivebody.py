@@ -192,6 +192,9 @@ async def send_stored_zip(ctx: Context, ex: Exchange, plan: ArchivePlan, sources
     book = _CrcBook(CrcCache(ctx.sessions.db), sources)
     try:
         missing = await book.load(needs.ahead)
+        # Files sent whole would teach us their CRC, but a cached one spares
+        # reading them at all: their bytes can then go by zero-copy send.
+        await book.load(needs.streamed)
         layout = plan.layout
         if plan.crc_upfront:
             await book.compute(missing)  # the headers carry them: before the first byte
@@ -203,7 +206,7 @@ async def send_stored_zip(ctx: Context, ex: Exchange, plan: ArchivePlan, sources
         await ex.start(plan.status, plan.headers)
         out = _Output(ex)
         for piece in layout.pieces(start, stop):
-            await _send_piece(out, layout, piece, sources, book, piece.index in needs.streamed)
+            await _send_piece(out, layout, piece, sources, book, piece.index in needs.streamed and piece.index not in book.known)
         await out.close()
     finally:
         await book.finish()
