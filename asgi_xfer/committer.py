@@ -91,7 +91,9 @@ def _hash_region(path: str, start: int, end: int, state: bytes | None) -> bytes:
     return h.state()
 
 
-_catching_up: set[str] = set()
+# Background catch-ups running in this process, by session: one at a time,
+# and `complete` waits for it rather than hashing the same bytes beside it.
+_catching_up: dict[str, asyncio.Future[Any]] = {}
 
 
 async def catch_up_hash(ctx: Context, sid: str) -> Session | None:
@@ -117,9 +119,9 @@ async def catch_up_hash(ctx: Context, sid: str) -> Session | None:
 def schedule_hash_catch_up(ctx: Context, sid: str) -> None:
     """In the background, one per session per process; a failure here only
     means `complete` hashes more itself."""
-    if sid in _catching_up:
+    running = _catching_up.get(sid)
+    if running is not None and not running.done():
         return
-    _catching_up.add(sid)
 
     async def run() -> None:
         try:
@@ -127,12 +129,15 @@ def schedule_hash_catch_up(ctx: Context, sid: str) -> None:
         except Exception:  # noqa: BLE001 - best effort by design
             pass
         finally:
-            _catching_up.discard(sid)
+            _catching_up.pop(sid, None)
 
-    ctx.background(run())
+    _catching_up[sid] = ctx.background(run())
 
 
 async def _final_digest(ctx: Context, session: Session) -> str:
+    running = _catching_up.get(session.id)
+    if running is not None:
+        await asyncio.shield(running)  # it never raises; then little is left to hash
     if RESUMABLE_HASH:
         caught = await catch_up_hash(ctx, session.id) or session
         if caught.hashed_upto == (caught.size or 0) and caught.hash_state is not None:

@@ -28,7 +28,8 @@ class Context:
     clock: Callable[[], float] = field(default=time.time)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
-    def background(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task

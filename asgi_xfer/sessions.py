@@ -170,11 +170,19 @@ class SessionStore:
         return await self.db.run(lambda conn: conn.execute(
             "SELECT 1 FROM chunks WHERE session_id = ? AND idx = ?", (sid, index)).fetchone() is not None)
 
-    async def mark_chunk(self, sid: str, index: int, sha256: bytes | None, now: float) -> None:
-        """Record a chunk whose bytes are written and synced; idle expiry restarts."""
+    async def mark_chunk(self, sid: str, index: int, sha256: bytes | None, now: float,
+                         hashed: tuple[int, int, bytes] | None = None) -> None:
+        """Record a chunk whose bytes are written and synced; idle expiry
+        restarts. `hashed` = (from, to, state) when the request hashed the
+        chunk on the way in: the hash moves on in the same transaction, so
+        a background catch-up never sees the chunk received but unhashed
+        and hashes it a second time."""
         def mark(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR IGNORE INTO chunks (session_id, idx, sha256) VALUES (?, ?, ?)", (sid, index, sha256))
             conn.execute("UPDATE sessions SET expires = ? WHERE id = ?", (now + self.ttl_s, sid))
+            if hashed is not None:
+                conn.execute("UPDATE sessions SET hashed_upto = ?, hash_state = ? WHERE id = ? AND hashed_upto = ?",
+                             (hashed[1], hashed[2], sid, hashed[0]))
 
         await self.db.run(lambda conn: transaction(conn, mark))
 

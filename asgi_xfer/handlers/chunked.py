@@ -194,9 +194,8 @@ async def _write_chunk(ctx: Context, body: AsyncIterator[bytes], fd: int, sessio
     # its bytes are on stable storage (costs one flush per chunk; with 8 MiB
     # chunks that is the disk's write time, overlapped across connections).
     await asyncio.get_running_loop().run_in_executor(None, os.fdatasync, fd)
-    await ctx.sessions.mark_chunk(session.id, index, digests.get("sha-256"), ctx.clock())
-    if running is not None:
-        await ctx.sessions.advance_hash(session.id, offset, offset + length, running.state())
+    hashed = (offset, offset + length, running.state()) if running is not None else None
+    await ctx.sessions.mark_chunk(session.id, index, digests.get("sha-256"), ctx.clock(), hashed)
     return digests
 
 
