@@ -9,17 +9,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .app import XferApp, create_app
+    from .app import XferApp
     from .config import Settings
 
 __all__ = ["Settings", "XferApp", "create_app"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("XferApp", "create_app"):
-        from . import app
+def create_app() -> XferApp:
+    """The app from `XFER_*` variables, for `uvicorn --factory
+    asgi_xfer:create_app`, `hypercorn 'asgi_xfer:create_app()'` (which looks
+    the name up in this module's namespace, so it is a real function here)."""
+    from .app import create_app as create
 
-        return getattr(app, name)
+    return create()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "XferApp":
+        from .app import XferApp
+
+        return XferApp
     if name == "Settings":
         from .config import Settings
 
