@@ -36,3 +36,11 @@ def check_member_name(name: str, *, is_dir: bool) -> str:
     except UnicodeEncodeError:
         raise ArchiveError(f"archive member name {name!r} is not valid Unicode") from None
     return name
+
+
+def check_member(name: str, size: int, *, is_dir: bool) -> None:
+    """What every archive entry must be, zip or tar: a valid name, and a
+    size that is not negative (0 for a directory)."""
+    check_member_name(name, is_dir=is_dir)
+    if size < 0 or (is_dir and size):
+        raise ArchiveError(f"{name!r}: invalid size {size}")

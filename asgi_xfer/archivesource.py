@@ -22,7 +22,7 @@ from .archive import ArchiveMember
 from .archiveerrors import ArchiveError
 from .crc32 import crc32
 from .errors import PayloadTooLarge, translate_os_error
-from .paths import RESERVED_PREFIX, RelPath
+from .paths import RESERVED_PREFIX, RelPath, is_utf8_name
 from .store import FileStore
 
 # Entries in one archive. The plan and the central directory hold every
@@ -80,7 +80,7 @@ class _Walk:
         except OSError as exc:
             raise translate_os_error(exc, name or "/") from None
         for item in items:
-            if item.name.startswith(RESERVED_PREFIX) or not _is_utf8(item.name):
+            if item.name.startswith(RESERVED_PREFIX) or not is_utf8_name(item.name):
                 continue  # internal state; names no archive member can carry
             child = self.checked(item)
             if child is not None:
@@ -128,14 +128,6 @@ def _stat(real: str, rel: RelPath) -> os.stat_result:
         return os.stat(real)
     except OSError as exc:
         raise translate_os_error(exc, rel.text or "/") from None
-
-
-def _is_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def open_source(src: SourceFile) -> int:

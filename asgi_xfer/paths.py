@@ -83,6 +83,17 @@ def check_segment(segment: str) -> None:
         raise NotFound("not found")
 
 
+def is_utf8_name(name: str) -> bool:
+    """A file name from the disk that UTF-8 can carry. Servers decode request
+    paths as UTF-8, so another name (read with surrogate escapes) is
+    unreachable by URL and cannot go into JSON or an archive."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def sanitize_filename(raw: str) -> str:
     """The name an uploaded file part is stored under: its last component
     (old browsers send `C:\\dir\\a.txt`), without control characters or

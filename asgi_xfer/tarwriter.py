@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from asgi_xfer.archiveerrors import ArchiveError, check_member_name
+from .archiveerrors import ArchiveError, check_member, check_member_name
 
 __all__ = ["ArchiveError", "TarEntry", "TarWriter", "plan_tar_size"]
 
@@ -39,9 +39,7 @@ class TarEntry:
     is_dir: bool = False
 
     def __post_init__(self) -> None:
-        check_member_name(self.name, is_dir=self.is_dir)
-        if self.size < 0 or (self.is_dir and self.size):
-            raise ArchiveError(f"{self.name!r}: invalid size {self.size}")
+        check_member(self.name, self.size, is_dir=self.is_dir)
 
 
 def _padding(size: int) -> int:

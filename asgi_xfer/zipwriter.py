@@ -41,7 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from asgi_xfer.archiveerrors import ArchiveError, check_member_name
+from .archiveerrors import ArchiveError, check_member, check_member_name
 
 __all__ = ["ArchiveError", "ZipEntry", "ZipLayout", "ZipPiece", "ZipWriter", "plan_stored_zip"]
 
@@ -95,9 +95,7 @@ class ZipEntry:
     is_dir: bool = False
 
     def __post_init__(self) -> None:
-        check_member_name(self.name, is_dir=self.is_dir)
-        if self.size < 0 or (self.is_dir and self.size):
-            raise ArchiveError(f"{self.name!r}: invalid size {self.size}")
+        check_member(self.name, self.size, is_dir=self.is_dir)
         if self.crc32 is not None and not 0 <= self.crc32 <= 0xFFFFFFFF:
             raise ArchiveError(f"{self.name!r}: invalid crc32 {self.crc32}")
         if self.size == 0 and self.crc32 not in (None, 0):

@@ -19,7 +19,7 @@ from ..exchange import Exchange
 from ..filestream import BUDGET, iter_frames, read_at
 from ..gzipcodec import GzipEncoder
 from ..metrics import METRICS
-from ..paths import RelPath, format_url_path, parse_rel_path
+from ..paths import RelPath, format_url_path, is_utf8_name, parse_rel_path
 from ..ratelimit import TokenBucket
 from ..representation import (
     BODY_FULL, BODY_GZIP, BODY_MULTIPART, BODY_NONE, BODY_RANGE,
@@ -163,7 +163,7 @@ async def _directory(ctx: Context, ex: Exchange, rel: RelPath) -> None:
     # A name that is not valid UTF-8 (kept by os.scandir as surrogate escapes)
     # can be neither sent in a JSON listing (it made a 500) nor reached by a
     # URL, whose percent-escapes are decoded as UTF-8: leave it out.
-    entries = [e for e in entries if _is_utf8(e.name)]
+    entries = [e for e in entries if is_utf8_name(e.name)]
     await ex.json(200, {
         "path": "/" + (rel.text + "/" if rel.segments else ""),
         "entries": [
@@ -171,11 +171,3 @@ async def _directory(ctx: Context, ex: Exchange, rel: RelPath) -> None:
             for e in entries
         ],
     })
-
-
-def _is_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
