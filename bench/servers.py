@@ -72,17 +72,31 @@ def build_uvicorn_argv(app: str) -> Callable[[Launch], list[str]]:
     return build
 
 
-def build_nginx_argv(launch: Launch) -> list[str]:
-    template = string.Template((PEERS_DIR / "nginx.conf.template").read_text())
-    conf = launch.workdir / "nginx.conf"
-    conf.write_text(template.substitute(
-        root=launch.root, port=launch.port, workdir=launch.workdir,
-        # As root, workers would otherwise drop to "nobody" and lose the files.
-        user_line="user root;" if os.geteuid() == 0 else "",
-    ))
-    # -e: the startup error log, too, stays in the temp dir.
-    return ["/usr/sbin/nginx", "-p", str(launch.workdir), "-e",
-            str(launch.workdir / "error.log"), "-c", str(conf)]
+def build_nginx_argv_from(template_name: str) -> Callable[[Launch], list[str]]:
+    """nginx with the config ``peers/<template_name>`` filled in for ``launch``."""
+    def build(launch: Launch) -> list[str]:
+        template = string.Template((PEERS_DIR / template_name).read_text())
+        conf = launch.workdir / "nginx.conf"
+        conf.write_text(template.substitute(
+            root=launch.root, port=launch.port, workdir=launch.workdir,
+            # As root, workers would otherwise drop to "nobody" and lose the files.
+            user_line="user root;" if os.geteuid() == 0 else "",
+        ))
+        # -e: the startup error log, too, stays in the temp dir.
+        return ["/usr/sbin/nginx", "-p", str(launch.workdir), "-e",
+                str(launch.workdir / "error.log"), "-c", str(conf)]
+    return build
+
+
+build_nginx_argv = build_nginx_argv_from("nginx.conf.template")
+
+
+def build_python_argv(script: str) -> Callable[[Launch], list[str]]:
+    """A stand-alone peer script under peers/, run by the venv's Python."""
+    def build(launch: Launch) -> list[str]:
+        return [str(VENV_BIN / "python"), str(PEERS_DIR / script),
+                "--host", HOST, "--port", str(launch.port)]
+    return build
 
 
 def path_healthz(launch: Launch) -> str:
@@ -102,6 +116,22 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec("naive", VENV_BIN / "uvicorn",
                    build_uvicorn_argv("fastapi_naive_app:app"), path_ready_file),
         ServerSpec("nginx", Path("/usr/sbin/nginx"), build_nginx_argv, path_ready_file),
+    ]
+}
+
+
+# The upload benchmark's servers (bench/run_uploads.py). A separate table so
+# the download run's default server list stays as it was.
+UPLOAD_SERVERS: dict[str, ServerSpec] = {
+    spec.name: spec
+    for spec in [
+        ServerSpec("ours", VENV_BIN / "asgi-xfer", build_ours_argv, path_healthz),
+        ServerSpec("nginx_dav", Path("/usr/sbin/nginx"),
+                   build_nginx_argv_from("nginx_dav.conf.template"), path_ready_file),
+        ServerSpec("fastapi", VENV_BIN / "uvicorn",
+                   build_uvicorn_argv("fastapi_upload_app:app"), path_healthz),
+        ServerSpec("discard", VENV_BIN / "python",
+                   build_python_argv("discard_server.py"), path_healthz),
     ]
 }
 
