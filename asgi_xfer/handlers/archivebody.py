@@ -241,13 +241,18 @@ async def _send_file_bytes(out: _Output, src: SourceFile, start: int, stop: int,
             return crc32(data, 0) if whole else None
         loop = asyncio.get_running_loop()
         if out.zero_copy:
-            # The CRC (when this response must learn it) from one read pass in
-            # a thread, then the bytes by sendfile; a change in between shows
-            # in the size/mtime check after the send and drops the connection.
-            crc_or_none = await loop.run_in_executor(None, _crc_of_span, fd, start, stop) if whole else None
+            # The bytes by sendfile while a thread reads the same span for its
+            # CRC (needed only by the descriptor and directory after it): the
+            # two overlap. A change in between shows in the size/mtime check
+            # after the send and drops the connection.
+            # The thread reads through its own dup of the fd and closes it, so
+            # an early return or error here never pulls the fd from under it.
+            crc_job = loop.run_in_executor(None, _crc_of_span, os.dup(fd), start, stop) if whole else None
+            if crc_job is not None:
+                crc_job.add_done_callback(_retrieve)
             await out.send_file_span(fd, start, stop - start)
             check_unchanged(fd, src)
-            return crc_or_none
+            return await crc_job if crc_job is not None else None
         crc, pending = 0, None
         async for frame in iter_frames(fd, start, stop - start):
             check_unchanged(fd, src)
@@ -268,15 +273,25 @@ async def _send_file_bytes(out: _Output, src: SourceFile, start: int, stop: int,
 
 
 def _crc_of_span(fd: int, start: int, stop: int) -> int:
-    """Worker thread: the CRC-32 of [start, stop) of `fd`."""
-    crc, pos = 0, start
-    while pos < stop:
-        data = os.pread(fd, min(FRAME_MAX_BYTES * 4, stop - pos), pos)
-        if not data:
-            raise ArchiveError("file shrank while it was being archived")
-        crc = crc32(data, crc)
-        pos += len(data)
-    return crc
+    """Worker thread: the CRC-32 of [start, stop) of `fd`, which it closes."""
+    try:
+        crc, pos = 0, start
+        while pos < stop:
+            data = os.pread(fd, min(FRAME_MAX_BYTES * 4, stop - pos), pos)
+            if not data:
+                raise ArchiveError("file shrank while it was being archived")
+            crc = crc32(data, crc)
+            pos += len(data)
+        return crc
+    finally:
+        os.close(fd)
+
+
+def _retrieve(job: asyncio.Future[int]) -> None:
+    """A CRC job nobody awaited (the send failed first) must not log as an
+    unretrieved exception: the send's failure is the one reported."""
+    if not job.cancelled():
+        job.exception()
 
 
 async def send_streamed(ex: Exchange, plan: ArchivePlan, sources: Sequence[SourceFile]) -> None:
