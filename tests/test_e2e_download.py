@@ -18,6 +18,7 @@ import re
 import socket
 import subprocess
 import time
+import zipfile
 import zlib
 from collections.abc import Iterator
 from email.parser import BytesHeaderParser
@@ -636,12 +637,19 @@ def test_rate_limit_slows_a_download(tmp_path: Path) -> None:
         started = time.monotonic()
         status, _ = curl(srv, "/files/slow.bin", tmp_path / "out")
         elapsed = time.monotonic() - started
+        # An archive of the same bytes is capped too (zip: stored, exact size).
+        started = time.monotonic()
+        archive_status, _ = curl(srv, "/archive/", tmp_path / "out.zip")
+        archive_elapsed = time.monotonic() - started
     finally:
         srv.stop()
     assert status == 200
     assert (tmp_path / "out").read_bytes() == data
     # 3 MiB at 1 MiB/s is about 3 s; a lower bound only, never an upper one.
     assert elapsed >= 2.0
+    assert archive_status == 200 and archive_elapsed >= 2.0
+    with zipfile.ZipFile(tmp_path / "out.zip") as zf:
+        assert zf.read("slow.bin") == data
 
 
 def test_client_disconnect_stops_the_transfer(server: ServerProc) -> None:

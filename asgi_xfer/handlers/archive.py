@@ -17,6 +17,7 @@ from ..exchange import Exchange
 from ..metrics import METRICS
 from ..paths import parse_rel_path
 from .archivebody import send_stored_zip, send_streamed
+from .pacing import Pacer
 
 # The download name of ROOT's archive, or of one given by `?path=` values.
 DEFAULT_ARCHIVE_NAME = "archive"
@@ -36,13 +37,15 @@ async def get_archive(ctx: Context, ex: Exchange, tail: str) -> None:
     if plan.body == BODY_NONE:
         await ex.respond(plan.status, plan.headers)
         return
+    rate = ctx.settings.rate_limit_bytes_per_s
+    pacer = Pacer(rate) if rate > 0 else None
     METRICS.active_transfers += 1
     ex.watch_disconnect()
     try:
         if plan.body == BODY_STORED_ZIP:
-            await send_stored_zip(ctx, ex, plan, sources)
+            await send_stored_zip(ctx, ex, plan, sources, pacer)
         else:
-            await send_streamed(ex, plan, sources)
+            await send_streamed(ex, plan, sources, pacer)
     except ArchiveError as exc:
         # A file changed under us: 409 if nothing was sent yet; once the
         # response has started, the app drops the connection.

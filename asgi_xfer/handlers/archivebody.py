@@ -25,6 +25,7 @@ from ..context import Context
 from ..crc32 import FAST as FAST_CRC32, crc32
 from ..crccache import CrcCache
 from ..exchange import Exchange
+from .pacing import Pacer
 from ..filestream import FRAME_MAX_BYTES, iter_frames, read_at
 from ..gzipcodec import GZIP_LEVEL_DEFAULT, GzipEncoder
 from ..tarwriter import TarWriter
@@ -59,8 +60,8 @@ class _Output:
     """The response body: small pieces coalesced, big ones sent as they are,
     optionally through a gzip encoder; backpressure after every message."""
 
-    def __init__(self, ex: Exchange, encoder: GzipEncoder | None = None) -> None:
-        self.ex, self.encoder = ex, encoder
+    def __init__(self, ex: Exchange, encoder: GzipEncoder | None = None, pacer: Pacer | None = None) -> None:
+        self.ex, self.encoder, self.pacer = ex, encoder, pacer
         self.pending: list[bytes] = []
         self.pending_bytes = 0
 
@@ -91,12 +92,15 @@ class _Output:
             data = await _in_thread_if_big(self.encoder.encode, data)
             if not data:
                 return
+        if self.pacer is not None:
+            await self.pacer.pace(len(data))
         await self.ex.body(data, more=True)
         await self.ex.wait_writable()
 
     @property
     def zero_copy(self) -> bool:
-        return self.encoder is None and self.ex.supports_zerocopy
+        # Paced bodies go in frames: sendfile would send a whole file at once.
+        return self.encoder is None and self.pacer is None and self.ex.supports_zerocopy
 
     async def send_file_span(self, fd: int, offset: int, count: int) -> None:
         """File bytes by sendfile, in order after what was added before."""
@@ -185,7 +189,8 @@ def _batches(indices: Sequence[int], sources: Sequence[SourceFile]) -> list[list
     return [b for b in batches if b]
 
 
-async def send_stored_zip(ctx: Context, ex: Exchange, plan: ArchivePlan, sources: Sequence[SourceFile]) -> None:
+async def send_stored_zip(ctx: Context, ex: Exchange, plan: ArchivePlan, sources: Sequence[SourceFile],
+                          pacer: Pacer | None = None) -> None:
     assert plan.layout is not None
     start, stop = plan.span
     needs = plan_crc_needs(plan.layout, start, stop, upfront=plan.crc_upfront)
@@ -204,7 +209,7 @@ async def send_stored_zip(ctx: Context, ex: Exchange, plan: ArchivePlan, sources
         else:
             book.compute_in_background(missing)
         await ex.start(plan.status, plan.headers)
-        out = _Output(ex)
+        out = _Output(ex, pacer=pacer)
         for piece in layout.pieces(start, stop):
             await _send_piece(out, layout, piece, sources, book, piece.index in needs.streamed and piece.index not in book.known)
         await out.close()
@@ -294,7 +299,7 @@ def _retrieve(job: asyncio.Future[int]) -> None:
         job.exception()
 
 
-async def send_streamed(ex: Exchange, plan: ArchivePlan, sources: Sequence[SourceFile]) -> None:
+async def send_streamed(ex: Exchange, plan: ArchivePlan, sources: Sequence[SourceFile], pacer: Pacer | None = None) -> None:
     """Deflated zip, tar and tar.gz: through the writers, front to back."""
     members = [s.member for s in sources]
     writer: ZipWriter | TarWriter
@@ -303,7 +308,7 @@ async def send_streamed(ex: Exchange, plan: ArchivePlan, sources: Sequence[Sourc
     else:
         writer, entries = TarWriter(), list(tar_entries(members))
     await ex.start(plan.status, plan.headers)
-    out = _Output(ex, GzipEncoder() if plan.kind == KIND_TAR_GZ else None)
+    out = _Output(ex, GzipEncoder() if plan.kind == KIND_TAR_GZ else None, pacer)
     for src, entry in zip(sources, entries):
         await out.add(writer.start_entry(entry))  # type: ignore[arg-type]
         if src.member.size:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import stat as stat_mod
-import time
 
 from ..byteranges import new_boundary
 from ..context import Context
@@ -20,33 +19,16 @@ from ..filestream import BUDGET, iter_frames, read_at
 from ..gzipcodec import GzipEncoder
 from ..metrics import METRICS
 from ..paths import RelPath, format_url_path, is_utf8_name, parse_rel_path
-from ..ratelimit import TokenBucket
+from .pacing import Pacer
 from ..representation import (
     BODY_FULL, BODY_GZIP, BODY_MULTIPART, BODY_NONE, BODY_RANGE,
     DownloadPlan, DownloadRequest, FileFacts, plan_download,
 )
 from ..store import format_etag
 
-# Frames of at most 1/RATE_FRAMES_PER_S of a second's allowance keep a
-# rate-limited stream smooth instead of bursting a megabyte then sleeping.
-RATE_FRAMES_PER_S = 10
-RATE_FRAME_MIN_BYTES = 4096
 # gzip reads: big enough that the thread hop per frame is noise next to
 # compressing it, small enough to keep latency to the first byte low.
 GZIP_READ_BYTES = 256 << 10
-
-
-class Pacer:
-    """Sleeps so that one response stays under --rate-limit bytes per second."""
-
-    def __init__(self, rate_bytes_per_s: int) -> None:
-        self.bucket = TokenBucket(rate_bytes_per_s, max(RATE_FRAME_MIN_BYTES, rate_bytes_per_s // RATE_FRAMES_PER_S), time.monotonic())
-        self.max_frame = max(RATE_FRAME_MIN_BYTES, rate_bytes_per_s // RATE_FRAMES_PER_S)
-
-    async def pace(self, nbytes: int) -> None:
-        delay = self.bucket.delay_for(nbytes, time.monotonic())
-        if delay > 0:
-            await asyncio.sleep(delay)
 
 
 async def get_file(ctx: Context, ex: Exchange, tail: str) -> None:
