@@ -8,7 +8,7 @@ not: open files or sockets.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Largest body a simple PUT/POST may carry. 1 TiB: large enough for the files
@@ -30,9 +30,6 @@ class Settings:
     session_ttl_s: int = SESSION_TTL_S_DEFAULT
     node_name: str = ""
     peers: tuple[str, ...] = field(default_factory=tuple)
-
-    def with_root(self, root: str | os.PathLike[str]) -> Settings:
-        return replace(self, root=Path(root))
 
 
 def _env_bool(env: dict[str, str], name: str) -> bool:

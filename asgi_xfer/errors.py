@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno
 
+from .ranges import format_unsatisfied_range
+
 
 class XferError(Exception):
     """Base of every error a client may see; carries its status and code."""
@@ -76,7 +78,7 @@ class RangeNotSatisfiable(XferError):
         # RFC 9110 §15.5.17: a 416 carries "bytes */complete-length".
         super().__init__(
             f"no requested range overlaps the {size}-byte representation",
-            headers={"content-range": f"bytes */{size}"},
+            headers={"content-range": format_unsatisfied_range(size)},
         )
 
 

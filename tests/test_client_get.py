@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from conftest import need_tool, write_file
+from loopback import LoopbackServer
 from serverproc import TOKEN, ServerProc, free_port, start_cli, start_command
 
 from asgi_xfer.client import download
@@ -230,7 +231,7 @@ def background() -> Iterator[BackgroundLoop]:
         loop.close()
 
 
-class DroppingProxy:
+class DroppingProxy(LoopbackServer):
     """Relays to `upstream`, cutting a connection after a random number of
     bytes, `max_drops` times in all (then it relays faithfully). Cuts the
     server→client direction, or client→server with `cut_uploads`;
@@ -244,17 +245,7 @@ class DroppingProxy:
         self.max_bytes = max_bytes_before_drop
         self.cut_uploads = cut_uploads
         self.rate = upload_rate_bytes_per_s
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
+        super().__init__()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
@@ -314,7 +305,7 @@ def test_completes_through_a_proxy_that_drops_connections(server: ServerProc, tm
 
 # Servers that bend the rules ----------------------------------------------------------------
 
-class TinyServer:
+class TinyServer(LoopbackServer):
     """HTTP/1.1 over asyncio serving one mutable body with a strong ETag.
     `ranges=False` always answers 200 (Range ignored, RFC 9110 §14.2 allows
     it); `if_range=False` honours Range but ignores If-Range (a broken
@@ -323,21 +314,11 @@ class TinyServer:
     def __init__(self, body: bytes, *, ranges: bool, if_range: bool = True) -> None:
         self.body, self.version = body, 1
         self.ranges, self.if_range = ranges, if_range
-        self.server: asyncio.Server | None = None
-        self.port = 0
+        super().__init__()
         self.requests: list[dict[str, str]] = []
 
     def replace(self, body: bytes) -> None:
         self.body, self.version = body, self.version + 1
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

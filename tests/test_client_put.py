@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from loopback import LoopbackServer
 from serverproc import TOKEN, ServerProc
 from test_client_get import BackgroundLoop, DroppingProxy
 
@@ -229,22 +230,12 @@ def wait_for_tus_offset(server: ServerProc, proc: subprocess.Popen[str], store: 
 
 # A server without /uploads: one plain PUT ------------------------------------------------------
 
-class PutOnlyServer:
+class PutOnlyServer(LoopbackServer):
     """404 for everything but `PUT /files/...`, whose body and Content-Digest it keeps."""
 
     def __init__(self) -> None:
-        self.server: asyncio.Server | None = None
-        self.port = 0
+        super().__init__()
         self.stored: dict[str, tuple[bytes, str]] = {}
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

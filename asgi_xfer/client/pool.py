@@ -38,7 +38,6 @@ class ConnectionPool:
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: dict[Origin, list[HTTPConnection]] = {}
         self._default_headers = {"user-agent": USER_AGENT, **{k.lower(): v for k, v in (headers or {}).items()}}
-        self.connections_opened = 0
 
     async def __aenter__(self) -> ConnectionPool:
         return self
@@ -104,7 +103,6 @@ class ConnectionPool:
     async def _open(self, url: URL) -> HTTPConnection:
         stream = await open_stream(url.scheme, url.host, url.port, timeout=self.timeouts.connect,
                                    ssl_context=self._ssl_context)
-        self.connections_opened += 1
         return HTTPConnection(stream, timeouts=self.timeouts)
 
     async def _release(self, origin: Origin, connection: HTTPConnection) -> None:
