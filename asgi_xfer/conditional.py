@@ -220,6 +220,14 @@ def evaluate_preconditions(
     return Outcome.PROCEED
 
 
+def requires_absent(headers: Mapping[str, str]) -> bool:
+    """`If-None-Match: *` on a write: it may only create (§13.1.2, "to
+    prevent an unsafe request method from inadvertently modifying an
+    existing representation"), so the storage must commit create-only, not
+    merely check before the body arrives."""
+    return "if-none-match" in headers and parse_etag_list(headers["if-none-match"]) is None
+
+
 def evaluate_if_range(value: str | None, current: Validators) -> bool:
     """§13.1.5: True to honour the Range header, False to send the full 200.
 

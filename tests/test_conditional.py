@@ -239,3 +239,17 @@ def test_format_http_date() -> None:
 def test_format_then_parse_round_trips() -> None:
     for ts in (0, T, 951782400, 2**31 + 12345, 4102444799):  # incl. 2000-02-29
         assert parse_http_date(format_http_date(ts)) == ts
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"if-none-match": "*"}, True),
+    ({"if-none-match": " * "}, True),
+    ({"if-none-match": '"a"'}, False),
+    ({"if-none-match": 'W/"a", "b"'}, False),
+    ({"if-match": "*"}, False),
+    ({}, False),
+])
+def test_requires_absent(headers: dict[str, str], expected: bool) -> None:
+    from asgi_xfer.conditional import requires_absent
+
+    assert requires_absent(headers) is expected

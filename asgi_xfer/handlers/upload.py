@@ -7,7 +7,7 @@ import errno
 import os
 import stat as stat_mod
 
-from ..conditional import Outcome, Validators, evaluate_preconditions
+from ..conditional import Outcome, Validators, evaluate_preconditions, requires_absent
 from ..context import Context
 from ..digests import expected_digests, verify_digests
 from ..errors import BadRequest, Conflict, InsufficientStorage, PayloadTooLarge, PreconditionFailed, translate_os_error
@@ -70,7 +70,7 @@ async def put_file(ctx: Context, ex: Exchange, tail: str) -> None:
         # replaced it while this body streamed in (§13.1.1: If-Match guards
         # against lost updates only if checked at the moment of the write).
         _check_preconditions("PUT", ex, ctx.store.stat_file(target))
-        await staged.commit(target, create_only=ex.headers.get("if-none-match", "").strip() == "*")
+        await staged.commit(target, create_only=requires_absent(ex.headers))
     except BaseException:
         await staged.abort()
         raise
