@@ -55,6 +55,13 @@ class Session:
     def plan(self) -> ChunkPlan:
         return ChunkPlan(self.size or 0, self.chunk_size)
 
+    def hashable_end(self) -> int:
+        """Where the bytes received without a gap after `hashed_upto` end:
+        how far the running hash can go now (tus receives a contiguous prefix)."""
+        if self.kind == "tus":
+            return self.offset
+        return self.plan.contiguous_end(self.hashed_upto, self.received)
+
 
 _COLUMNS = ("id, kind, path, size, chunk_size, sha256, owner, metadata, created, expires, "
             "state, state_since, offset_bytes, hashed_upto, hash_state, result")
@@ -109,22 +116,12 @@ class SessionStore:
 
     # -- tus: a contiguous offset instead of chunks ------------------------
 
-    async def advance_offset(self, sid: str, old: int, new: int, hash_state: bytes | None, now: float) -> bool:
-        """Bytes [old, new) are written and synced; the running hash covers
-        them. Compare-and-set on the offset, so two writers cannot both count."""
-        def advance(conn: sqlite3.Connection) -> bool:
-            if hash_state is None:  # hashed elsewhere (or not resumable): the hash stays behind
-                cur = conn.execute(
-                    "UPDATE sessions SET offset_bytes = ?, expires = ? WHERE id = ? AND offset_bytes = ? AND state = ?",
-                    (new, now + self.ttl_s, sid, old, OPEN))
-            else:
-                cur = conn.execute(
-                    "UPDATE sessions SET offset_bytes = ?, hashed_upto = ?, hash_state = ?, expires = ? "
-                    "WHERE id = ? AND offset_bytes = ? AND state = ?",
-                    (new, new, hash_state, now + self.ttl_s, sid, old, OPEN))
-            return cur.rowcount == 1
-
-        return await self.db.run(advance)
+    async def advance_offset(self, sid: str, old: int, new: int, now: float) -> bool:
+        """Bytes [old, new) are written and synced (the running hash follows
+        later). Compare-and-set on the offset, so two writers cannot both count."""
+        return await self.db.run(lambda conn: conn.execute(
+            "UPDATE sessions SET offset_bytes = ?, expires = ? WHERE id = ? AND offset_bytes = ? AND state = ?",
+            (new, now + self.ttl_s, sid, old, OPEN)).rowcount == 1)
 
     async def set_length(self, sid: str, length: int) -> bool:
         """creation-defer-length: the length, once, when it becomes known."""

@@ -29,7 +29,7 @@ def _load() -> ctypes.CDLL | None:
         lib = ctypes.CDLL(name)
         for fn in (lib.SHA256_Init, lib.SHA256_Update, lib.SHA256_Final):
             fn.restype = ctypes.c_int
-        lib.SHA256_Update.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        lib.SHA256_Update.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
     except (OSError, AttributeError):
         return None
     return lib
@@ -57,6 +57,10 @@ class ResumableSha256:
     def update(self, data: bytes) -> None:
         # ctypes releases the GIL for the call, as hashlib does for big inputs.
         _lib.SHA256_Update(self._ctx, data, len(data))  # type: ignore[union-attr]
+
+    def update_from(self, buffer: bytearray, nbytes: int) -> None:
+        """Hash the first `nbytes` of a reusable buffer, without a copy."""
+        _lib.SHA256_Update(self._ctx, (ctypes.c_char * len(buffer)).from_buffer(buffer), nbytes)  # type: ignore[union-attr]
 
     def state(self) -> bytes:
         return self._ctx.raw

@@ -9,9 +9,11 @@ import asyncio
 import base64
 import hashlib
 import http.client
+import json
 import os
 import re
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
@@ -120,6 +122,33 @@ def test_create_head_patch_commit(server: ServerProc) -> None:
     assert download(server, "core.bin") == data
     status, hdrs = head(server, loc)  # a finished upload still answers HEAD
     assert status == 200 and hdrs["upload-offset"] == hdrs["upload-length"] == str(len(data))
+
+
+def _hashed_upto(srv: ServerProc, loc: str) -> int:
+    with sqlite3.connect(srv.root / ".xfer" / "xfer.db") as conn:
+        row = conn.execute("SELECT hashed_upto FROM sessions WHERE id = ?", (loc.rsplit("/", 1)[1],)).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def test_whole_file_hash_follows_the_patches(server: ServerProc) -> None:
+    """A PATCH is answered before the whole-file SHA-256 covers it; the hash
+    catches up in the background (so the last PATCH does not hash the whole
+    file) and the committed file enters the content index under its true
+    digest: an /uploads session announcing that digest completes at once."""
+    data = os.urandom(3 << 20)
+    loc = new_upload(server, len(data), path="hashed/big.bin")
+    assert patch(server, loc, 0, data[: 2 << 20])[0] == 204
+    deadline = time.monotonic() + 10
+    while _hashed_upto(server, loc) < (2 << 20) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _hashed_upto(server, loc) == 2 << 20
+    assert patch(server, loc, 2 << 20, data[2 << 20:])[0] == 204
+    assert download(server, "hashed/big.bin") == data
+    status, _, body = server.request("POST", "/uploads", {"Content-Type": "application/json"},
+                                     json.dumps({"path": "copy.bin", "size": len(data), "sha256": sha(data)}).encode())
+    assert status == 200 and json.loads(body)["complete"] is True, body
+    assert (server.root / "copy.bin").read_bytes() == data
 
 
 def test_creation_with_upload(server: ServerProc) -> None:

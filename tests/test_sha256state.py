@@ -36,3 +36,15 @@ def test_empty_and_bad_state() -> None:
     assert ResumableSha256().digest() == hashlib.sha256(b"").digest()
     with pytest.raises(ValueError):
         ResumableSha256(b"short")
+
+
+def test_update_from_hashes_only_the_filled_part_of_a_reused_buffer() -> None:
+    rng = random.Random(11)
+    data = rng.randbytes(300_001)
+    buffer = bytearray(65_536)
+    h = ResumableSha256()
+    for pos in range(0, len(data), len(buffer)):
+        piece = data[pos:pos + len(buffer)]
+        buffer[: len(piece)] = piece  # the last read leaves stale bytes after it
+        h.update_from(buffer, len(piece))
+    assert h.digest() == hashlib.sha256(data).digest()

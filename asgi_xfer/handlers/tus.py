@@ -269,8 +269,11 @@ async def _append(ctx: Context, ex: Exchange, fd: int, session: Session, offset:
     interrupted request (tus: servers SHOULD), unless a checksum was promised."""
     checksum = tus.parse_checksum(ex.headers.get("upload-checksum"))
     limit = session.size if session.size is not None else ctx.settings.max_upload_bytes
-    running = ResumableSha256(session.hash_state) if session.hash_state is not None and session.hashed_upto == offset else None
-    writer = BatchWriter(fd, offset, Hashers([checksum[0]] if checksum else []), f"upload {session.id}", extra=running)
+    # Only a promised Upload-Checksum is computed before the reply. The
+    # whole-file SHA-256 follows behind in the background (see below): a tus
+    # client sends its next PATCH only after this one's 204, so a reply that
+    # waited for the hash would keep the hash and the network from overlapping.
+    writer = BatchWriter(fd, offset, Hashers([checksum[0]] if checksum else []), f"upload {session.id}")
     stop = await _receive(ctx, ex, writer, session.id, limit - offset)
     try:
         await writer.flush()
@@ -286,8 +289,10 @@ async def _append(ctx: Context, ex: Exchange, fd: int, session: Session, offset:
     new_offset = offset + received
     if received:
         await asyncio.get_running_loop().run_in_executor(None, os.fdatasync, fd)
-        if not await ctx.sessions.advance_offset(session.id, offset, new_offset, running.state() if running else None, ctx.clock()):
+        if not await ctx.sessions.advance_offset(session.id, offset, new_offset, ctx.clock()):
             raise Conflict(f"upload {session.id} changed while this request wrote it")
+        if session.metadata.get("concat") != "partial":  # partials are hashed when concatenated
+            committer.schedule_hash_catch_up(ctx, session.id)
     if stop is not None:
         raise stop
     if session.size is not None and new_offset == session.size:
@@ -359,15 +364,7 @@ async def _finish(ctx: Context, sid: str) -> None:
         for final_id in await ctx.sessions.waiting_finals(sid):
             await _try_assemble(ctx, final_id)
         return
-    staging = ctx.sessions.staging_path(sid)
-
-    async def digest_of() -> str:
-        # In-order PATCHes kept the running hash whole: no re-read.
-        if session.hash_state is not None and session.hashed_upto == session.size:
-            return ResumableSha256(session.hash_state).digest().hex()
-        return await asyncio.get_running_loop().run_in_executor(None, committer.sha256_file, staging)
-
-    await _commit_as_file(ctx, session, staging, digest_of)
+    await _commit_as_file(ctx, session, ctx.sessions.staging_path(sid), lambda: committer.final_digest(ctx, session))
 
 
 async def delete(ctx: Context, ex: Exchange, tail: str) -> None:
