@@ -1,11 +1,10 @@
-"""Session files: allocating staging space, hashing in the background,
-committing a finished session into the tree, instant uploads, sweeping.
+"""Session files: allocating staging space, committing a finished session
+into the tree, instant uploads, sweeping (the running hash: sessionhash).
 
 Owns: every I/O step between "all bytes received" and "a file at its path",
 shared by `/uploads` and tus: the staging file (`ROOT/.xfer/uploads/ID.part`,
-preallocated so chunk writes never meet ENOSPC), the running SHA-256 catch-up
-over chunks that arrived out of order, the atomic commit, and the content
-index. Must not: parse requests.
+preallocated so chunk writes never meet ENOSPC), the atomic commit, and the
+content index. Must not: parse requests.
 """
 
 from __future__ import annotations
@@ -20,17 +19,17 @@ import shutil
 from dataclasses import replace
 from typing import Any
 
+from . import sessionhash
 from .context import Context
 from .errors import ChecksumMismatch, InsufficientStorage, XferError, translate_os_error
 from .paths import RelPath, parse_rel_path
 from .sessions import Session
-from .sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
 from .staging import STAGING_PREFIX, fsync_directory
 from .store import format_etag
 from .tus import numbered_name
 
-# Bytes read per step when hashing from the staging file.
-HASH_READ_BYTES = 4 << 20
+# Bytes read per step when copying partials into a concatenation.
+COPY_READ_BYTES = 4 << 20
 # Expired sessions are swept at most this often per process, on the next
 # session request (no background timer needed when mounted without lifespan).
 SWEEP_INTERVAL_S = 300.0
@@ -75,89 +74,6 @@ async def allocate_staging(path: str, size: int) -> None:
         raise translate_os_error(exc, "upload staging") from None
 
 
-def _hash_region(path: str, start: int, end: int, state: bytes | None) -> bytes:
-    h = ResumableSha256(state)
-    # One buffer reused for every read: a fresh 4 MiB bytes object per read
-    # made glibc raise its mmap threshold and keep ~40 MiB more resident.
-    buffer = bytearray(min(HASH_READ_BYTES, max(end - start, 1)))
-    view = memoryview(buffer)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        pos = start
-        while pos < end:
-            n = os.preadv(fd, [view[: min(len(buffer), end - pos)]], pos)
-            if not n:
-                raise OSError(errno.EIO, "staging file shorter than its session")
-            h.update_from(buffer, n)
-            pos += n
-    finally:
-        os.close(fd)
-    return h.state()
-
-
-# Background catch-ups running in this process, by session: one at a time,
-# and `complete` waits for it rather than hashing the same bytes beside it.
-_catching_up: dict[str, asyncio.Future[Any]] = {}
-
-
-async def catch_up_hash(ctx: Context, sid: str) -> Session | None:
-    """Advance the running hash over every byte received without a gap."""
-    loop = asyncio.get_running_loop()
-    while True:
-        session = await ctx.sessions.get(sid, ctx.clock())
-        if session is None or session.hash_state is None or session.state == "complete":
-            return session
-        end = session.hashable_end()
-        if end <= session.hashed_upto:
-            return session
-        state = await loop.run_in_executor(
-            None, _hash_region, ctx.sessions.staging_path(sid), session.hashed_upto, end, session.hash_state)
-        # Lost the race: someone else moved the hash on; look again (their
-        # progress bounds the loop), unless nothing moved at all.
-        if not await ctx.sessions.advance_hash(sid, session.hashed_upto, end, state):
-            latest = await ctx.sessions.get(sid, ctx.clock())
-            if latest is None or latest.hashed_upto == session.hashed_upto:
-                return latest
-
-
-def schedule_hash_catch_up(ctx: Context, sid: str) -> None:
-    """In the background, one per session per process; a failure here only
-    means `complete` hashes more itself."""
-    running = _catching_up.get(sid)
-    if running is not None and not running.done():
-        return
-
-    async def run() -> None:
-        try:
-            await catch_up_hash(ctx, sid)
-        except Exception:  # noqa: BLE001 - best effort by design
-            pass
-        finally:
-            _catching_up.pop(sid, None)
-
-    _catching_up[sid] = ctx.background(run())
-
-
-async def final_digest(ctx: Context, session: Session) -> str:
-    running = _catching_up.get(session.id)
-    if running is not None:
-        await asyncio.shield(running)  # it never raises; then little is left to hash
-    if RESUMABLE_HASH:
-        caught = await catch_up_hash(ctx, session.id) or session
-        if caught.hashed_upto == (caught.size or 0) and caught.hash_state is not None:
-            return ResumableSha256(caught.hash_state).digest().hex()
-    # No resumable state: one full read of the staging file.
-    return await asyncio.get_running_loop().run_in_executor(None, sha256_file, ctx.sessions.staging_path(session.id))
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_READ_BYTES):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 async def commit_session(ctx: Context, session: Session, claimed: str | None = None) -> Session:
     """All chunks are in and this caller holds the commit claim: verify,
     rename into place, record. On failure the session is open again."""
@@ -166,7 +82,7 @@ async def commit_session(ctx: Context, session: Session, claimed: str | None = N
         rel = parse_rel_path(session.path)
         target, _ = ctx.store.target_for_write(rel)
         if os.path.exists(staging):
-            digest = await final_digest(ctx, session)
+            digest = await sessionhash.final_digest(ctx, session)
             for expected in (session.sha256, claimed):
                 if expected is not None and expected != digest:
                     raise ChecksumMismatch("the uploaded file's sha256 does not match the one announced")
@@ -174,7 +90,7 @@ async def commit_session(ctx: Context, session: Session, claimed: str | None = N
         else:
             # A crash after the rename, before the database said so: the file
             # is in place; its digest is whatever it holds.
-            digest = await asyncio.get_running_loop().run_in_executor(None, sha256_file, target)
+            digest = await asyncio.get_running_loop().run_in_executor(None, sessionhash.sha256_file, target)
         st = os.stat(target)
         result = {"path": session.path, "size": st.st_size, "sha256": digest, "etag": format_etag(st)}
         await ctx.index.record(digest, session.path, st)
@@ -318,7 +234,7 @@ def _concatenate(parts: list[str], target: str) -> str:
                 size = os.fstat(fd_in).st_size
                 pos = 0
                 while pos < size:
-                    data = os.pread(fd_in, min(HASH_READ_BYTES, size - pos), pos)
+                    data = os.pread(fd_in, min(COPY_READ_BYTES, size - pos), pos)
                     if not data:
                         break
                     h.update(data)

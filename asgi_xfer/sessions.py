@@ -116,12 +116,22 @@ class SessionStore:
 
     # -- tus: a contiguous offset instead of chunks ------------------------
 
-    async def advance_offset(self, sid: str, old: int, new: int, now: float) -> bool:
-        """Bytes [old, new) are written and synced (the running hash follows
-        later). Compare-and-set on the offset, so two writers cannot both count."""
-        return await self.db.run(lambda conn: conn.execute(
-            "UPDATE sessions SET offset_bytes = ?, expires = ? WHERE id = ? AND offset_bytes = ? AND state = ?",
-            (new, now + self.ttl_s, sid, old, OPEN)).rowcount == 1)
+    async def advance_offset(self, sid: str, old: int, new: int, now: float, hashed: bytes | None = None) -> bool:
+        """Bytes [old, new) are written and synced. Compare-and-set on the
+        offset, so two writers cannot both count. `hashed`: the running hash
+        state over them, when the request hashed them on the way in (else
+        the background catch-up follows)."""
+        def advance(conn: sqlite3.Connection) -> bool:
+            if conn.execute(
+                    "UPDATE sessions SET offset_bytes = ?, expires = ? WHERE id = ? AND offset_bytes = ? AND state = ?",
+                    (new, now + self.ttl_s, sid, old, OPEN)).rowcount != 1:
+                return False
+            if hashed is not None:
+                conn.execute("UPDATE sessions SET hashed_upto = ?, hash_state = ? WHERE id = ? AND hashed_upto = ?",
+                             (new, hashed, sid, old))
+            return True
+
+        return await self.db.run(lambda conn: transaction(conn, advance))
 
     async def set_length(self, sid: str, length: int) -> bool:
         """creation-defer-length: the length, once, when it becomes known."""

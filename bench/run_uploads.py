@@ -10,7 +10,8 @@ Usage (from the repository root):
 Scenarios (``--only``): ``put`` (curl -T: ours vs nginx DAV + fsync, nginx
 DAV, a discard-only ceiling), ``multipart`` (curl -F: ours vs FastAPI
 UploadFile), ``chunked`` (an /uploads session, 8 MiB chunks over 4
-connections, with and without Content-Digest, vs our PUT), ``complete``
+connections, sent by curl, and by http.client with and without
+Content-Digest, vs our PUT), ``complete``
 (time of POST /complete after in-order chunks, for a 4× and a ¼× --size-mib
 session), ``tus`` (8 MiB PATCHes vs our PUT). ``--skip CASE`` drops one case.
 
@@ -50,6 +51,7 @@ WORK_DIR = BENCH_DIR / ".work"
 SOURCE_DIR = WORK_DIR / "files"  # shared with the download bench's fixtures
 UPLOAD_ROOTS = WORK_DIR / "uploads"
 SHA256_CACHE_DIR = WORK_DIR / "sha256"
+CHUNK_FILES_DIR = WORK_DIR / "chunks"
 RESULTS_DIR = BENCH_DIR / "results"
 READY_FILE = "ready.txt"
 DEFAULT_SIZE_MIB = 1024
@@ -96,7 +98,8 @@ class Results:
             self.samples.setdefault(case, {}).setdefault(metric, []).append(value)
 
 
-def build_cases(chunk_digests: Callable[[us.Source], list[str]]) -> dict[str, Case]:
+def build_cases(chunk_digests: Callable[[us.Source], list[str]],
+                chunk_files: Callable[[us.Source], list[Path]]) -> dict[str, Case]:
     chunk = CHUNK_MIB * fixtures.MIB
     cases = [
         Case("ours_put", "put", "ours", us.measure_put),
@@ -106,6 +109,8 @@ def build_cases(chunk_digests: Callable[[us.Source], list[str]]) -> dict[str, Ca
         Case("discard", "put", "discard", lambda s, src, root: us.measure_put(s, src, root, store=False)),
         Case("ours_multipart", "multipart", "ours", us.measure_multipart),
         Case("fastapi_multipart", "multipart", "fastapi", us.measure_multipart),
+        Case("ours_chunked_curl", "chunked", "ours", lambda s, src, root: us.measure_chunked(
+            s, src, root, chunk_bytes=chunk, connections=CONNECTIONS, chunk_files=chunk_files(src))),
         Case("ours_chunked", "chunked", "ours", lambda s, src, root: us.measure_chunked(
             s, src, root, chunk_bytes=chunk, connections=CONNECTIONS)),
         Case("ours_chunked_digest", "chunked", "ours", lambda s, src, root: us.measure_chunked(
@@ -115,7 +120,9 @@ def build_cases(chunk_digests: Callable[[us.Source], list[str]]) -> dict[str, Ca
         Case(upload_report.COMPLETE_SMALL, "complete", "ours",
              lambda s, src, root: us.measure_complete(s, src, root, chunk_bytes=chunk), "complete_small"),
         Case("ours_tus", "tus", "ours", lambda s, src, root: us.measure_tus(
-            s, src, root, patch_bytes=chunk)),
+            s, src, root, patch_files=chunk_files(src))),
+        Case("ours_tus_whole", "tus", "ours", lambda s, src, root: us.measure_tus(
+            s, src, root, patch_files=[src.path])),
     ]
     return {case.name: case for case in cases}
 
@@ -270,12 +277,17 @@ def describe_run(plan: Plan) -> list[str]:
         "multipart: `curl -F f=@FILE` to POST /files/up/. FastAPI peer: `UploadFile` (Starlette "
         "spools the part to a temp file) then shutil.copyfileobj to the target, no fsync, uvicorn "
         "uvloop+httptools, 1 worker, no access log (the same flags `asgi-xfer serve` uses).",
-        f"/uploads session: POST /uploads with the file's sha256, {CHUNK_MIB} MiB chunks PUT by "
-        f"{CONNECTIONS} threads (http.client, one keep-alive connection each, next index in turn), "
-        "then POST /complete; timed end to end. The digest row sends a precomputed "
-        "`Content-Digest: sha-256=:...:` per chunk.",
-        f"tus: POST /tus/ (Upload-Length, Upload-Metadata path), then sequential {CHUNK_MIB} MiB "
-        "PATCHes on one keep-alive connection, until the last 204; timed end to end.",
+        f"/uploads session: POST /uploads with the file's sha256, {CHUNK_MIB} MiB chunks PUT over "
+        f"{CONNECTIONS} keep-alive connections, then POST /complete; timed end to end. The curl row "
+        f"(judged, the same client as the PUT row) runs {CONNECTIONS} curl processes, process w "
+        f"sending chunks w, w+{CONNECTIONS}, ... from chunk files cut beforehand; the other rows "
+        f"use {CONNECTIONS} http.client threads in this Python process taking the next index in "
+        "turn (their CPU competes with the server's on 2 cores). The digest row sends a "
+        "precomputed `Content-Digest: sha-256=:...:` per chunk.",
+        f"tus: POST /tus/ (Upload-Length, Upload-Metadata path), then one curl sending sequential "
+        f"{CHUNK_MIB} MiB PATCHes (the chunk files) on one keep-alive connection (`--next` between "
+        "them), until the last 204; timed end to end. The whole-file row sends one PATCH of the "
+        "whole file (tus-js-client's and Uppy's default).",
         f"complete: a session uploaded in order ({CHUNK_MIB} MiB chunks, one connection), then "
         "POST /uploads/{id}/complete timed alone.",
         f"hashlib sha256 on this machine: {us.measure_sha256_mb_s():,.0f} MB/s in one thread "
@@ -319,7 +331,10 @@ def main(argv: list[str] | None = None) -> int:
             digests_by_path[source.path] = us.plan_chunk_digests(source, CHUNK_MIB * fixtures.MIB)
         return digests_by_path[source.path]
 
-    cases = build_cases(chunk_digests)
+    def chunk_files(source: us.Source) -> list[Path]:
+        return us.write_chunk_files(source, CHUNK_MIB * fixtures.MIB, CHUNK_FILES_DIR / source.name)
+
+    cases = build_cases(chunk_digests, chunk_files)
     args = parse_args(sys.argv[1:] if argv is None else argv, list(cases))
     plan = plan_run(args, cases)
     results = Results()
@@ -331,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     sources = prepare_sources(plan, cases)
     if "ours_chunked_digest" in plan.cases:
         chunk_digests(sources["main"])  # before any timing
+    if "ours_chunked_curl" in plan.cases or "ours_tus" in plan.cases:
+        chunk_files(sources["main"])  # before any timing
     run_all(plan, cases, sources, results)
     notes = describe_run(plan) + plan.notes + [
         f"Load average (1/5/15 min) at start {load_at_start}, at end {read_loadavg()} "

@@ -35,12 +35,15 @@ LINES = (
     Line("2. multipart (curl -F)", "ours_multipart", "ours: POST /files/up/",
          ("ours_multipart", "fastapi_multipart"), Target(None, GE, 2.0, "≥2× FastAPI")),
     Line("2. multipart (curl -F)", "fastapi_multipart", "FastAPI UploadFile + copyfileobj"),
-    Line("3. /uploads session", "ours_chunked", "ours: 8 MiB chunks, 4 conn, no digest",
-         ("ours_chunked", "ours_put"), Target(None, GE, 0.8, "≥0.8× ours PUT")),
-    Line("3. /uploads session", "ours_chunked_digest", "ours: same, Content-Digest sha-256 per chunk",
+    Line("3. /uploads session", "ours_chunked_curl", "ours: 8 MiB chunks, 4 conn (curl), no digest",
+         ("ours_chunked_curl", "ours_put"), Target(None, GE, 0.8, "≥0.8× ours PUT")),
+    Line("3. /uploads session", "ours_chunked", "ours: same, 4 conn (http.client threads)",
+         ("ours_chunked", "ours_put")),
+    Line("3. /uploads session", "ours_chunked_digest", "ours: http.client, Content-Digest sha-256 per chunk",
          ("ours_chunked_digest", "ours_put")),
     Line("5. tus", "ours_tus", "ours: 8 MiB PATCHes, 1 conn, sequential",
          ("ours_tus", "ours_put"), Target(None, GE, 0.8, "≥0.8× ours PUT")),
+    Line("5. tus", "ours_tus_whole", "ours: the whole file in one PATCH", ("ours_tus_whole", "ours_put")),
 )
 
 COMPLETE_BIG, COMPLETE_SMALL = "complete_big", "complete_small"

@@ -257,15 +257,61 @@ def send_chunks(server: RunningServer, source: Source, session_id: str, chunk_by
         raise MeasurementFailed("a chunk upload thread did not finish")
 
 
+def write_chunk_files(source: Source, chunk_bytes: int, directory: Path) -> list[Path]:
+    """The source cut into one file per chunk (for curl, which uploads whole
+    files), written once and reused while the source is unchanged."""
+    stamp = directory / "source.mtime"
+    wanted = f"{source.path.stat().st_mtime_ns} {chunk_bytes}"
+    paths = [directory / f"{index:05d}" for index, _, _ in list_chunks(source.size, chunk_bytes)]
+    if not (stamp.exists() and stamp.read_text() == wanted and all(p.exists() for p in paths)):
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(source.path, "rb") as f:
+            for path, (_, offset, length) in zip(paths, list_chunks(source.size, chunk_bytes)):
+                path.write_bytes(os.pread(f.fileno(), length, offset))
+        stamp.write_text(wanted)
+    for path in paths:  # page-cached, as the source is for every other row
+        path.read_bytes()
+    return paths
+
+
+def send_chunks_with_curl(server: RunningServer, chunk_files: list[Path], session_id: str,
+                          connections: int) -> None:
+    """PUT every chunk with ``connections`` curl processes, one keep-alive
+    connection each; process w sends chunks w, w+connections, ... in order."""
+    procs = []
+    for worker in range(min(connections, len(chunk_files))):
+        args: list[str] = []
+        for index in range(worker, len(chunk_files), connections):
+            args += ["-T", str(chunk_files[index]), f"{server.base_url}/uploads/{session_id}/chunks/{index}"]
+        procs.append(subprocess.Popen(
+            ["curl", "-s", "-S", "-H", "Expect:", "--max-time", str(CURL_MAX_TIME_S),
+             "-w", "\n%{http_code}\n", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    failures = []
+    for worker, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=CURL_MAX_TIME_S + 10)
+        statuses = [line for line in out.decode(errors="replace").splitlines() if line.isdigit()]
+        expected = len(range(worker, len(chunk_files), connections))
+        if proc.returncode != 0 or statuses != ["200"] * expected:
+            failures.append(f"curl {worker}: exit {proc.returncode}, statuses {statuses[:5]}, {err[:200]!r}")
+    if failures:
+        raise MeasurementFailed("; ".join(failures))
+
+
 def measure_chunked(server: RunningServer, source: Source, root: Path, *, chunk_bytes: int,
-                    connections: int, digests: list[str] | None = None) -> dict[str, float]:
-    """A whole `/uploads` session, create → chunks in parallel → complete: MB/s."""
+                    connections: int, digests: list[str] | None = None,
+                    chunk_files: list[Path] | None = None) -> dict[str, float]:
+    """A whole `/uploads` session, create → chunks in parallel → complete:
+    MB/s. The chunks go up with curl when ``chunk_files`` are given, else
+    with http.client threads."""
     target = f"chunked-{source.name}"
     result: dict[str, Any] = {}
 
     def upload() -> None:
         session_id = open_session(server, source, target, chunk_bytes)
-        send_chunks(server, source, session_id, chunk_bytes, connections, digests)
+        if chunk_files is not None:
+            send_chunks_with_curl(server, chunk_files, session_id, connections)
+        else:
+            send_chunks(server, source, session_id, chunk_bytes, connections, digests)
         conn = open_connection(server)
         try:
             result.update(send_json(conn, "POST", f"/uploads/{session_id}/complete", {}, {201}))
@@ -301,31 +347,40 @@ def measure_complete(server: RunningServer, source: Source, root: Path, *,
     }
 
 
-def measure_tus(server: RunningServer, source: Source, root: Path, *, patch_bytes: int) -> dict[str, float]:
-    """tus creation, then sequential PATCHes on one connection: MB/s."""
+def measure_tus(server: RunningServer, source: Source, root: Path, *, patch_files: list[Path]) -> dict[str, float]:
+    """tus creation, then one curl sending ``patch_files`` (the source cut in
+    order) as sequential PATCHes on one keep-alive connection: MB/s."""
     target = f"tus-{source.name}"
     metadata = "path " + base64.b64encode(target.encode()).decode()
 
     def upload() -> None:
         conn = open_connection(server)
-        fd = os.open(source.path, os.O_RDONLY)
         try:
             created = send_request(conn, "POST", "/tus/", None, {
                 "Tus-Resumable": TUS_VERSION, "Upload-Length": str(source.size),
                 "Upload-Metadata": metadata,
             }, {201})
-            location = urlsplit(created.getheader("Location", "")).path
-            for _, offset, length in list_chunks(source.size, patch_bytes):
-                patched = send_request(conn, "PATCH", location, os.pread(fd, length, offset), {
-                    "Tus-Resumable": TUS_VERSION, "Upload-Offset": str(offset),
-                    "Content-Type": "application/offset+octet-stream",
-                }, {204})
-                if patched.getheader("Upload-Offset") != str(offset + length):
-                    raise MeasurementFailed(f"PATCH at {offset}: Upload-Offset "
-                                            f"{patched.getheader('Upload-Offset')}")
         finally:
-            os.close(fd)
             conn.close()
+        url = server.base_url + urlsplit(created.getheader("Location", "")).path
+        args: list[str] = []
+        ends = []
+        offset = 0
+        for path in patch_files:
+            if args:
+                args.append("--next")
+            args += ["-s", "-S", "-X", "PATCH", "-H", "Expect:", "-H", f"Tus-Resumable: {TUS_VERSION}",
+                     "-H", f"Upload-Offset: {offset}", "-H", "Content-Type: application/offset+octet-stream",
+                     "--max-time", str(CURL_MAX_TIME_S), "-w", "%{http_code} %header{upload-offset}\\n",
+                     "-T", str(path), url]
+            offset += path.stat().st_size
+            ends.append(offset)
+        result = subprocess.run(["curl", *args], capture_output=True, timeout=CURL_MAX_TIME_S + 10)
+        replies = result.stdout.decode(errors="replace").split()
+        expected = [field for end in ends for field in ("204", str(end))]
+        if result.returncode != 0 or replies != expected:
+            raise MeasurementFailed(f"tus PATCHes: curl exit {result.returncode}, replies "
+                                    f"{replies[:6]}..., {result.stderr[:200]!r}")
 
     timed = run_timed(server, upload)
     check_stored(root / target, source)

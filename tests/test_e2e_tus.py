@@ -151,6 +151,28 @@ def test_whole_file_hash_follows_the_patches(server: ServerProc) -> None:
     assert (server.root / "copy.bin").read_bytes() == data
 
 
+def test_patch_of_unknown_length_is_hashed_as_it_arrives(server: ServerProc) -> None:
+    """A PATCH sent with chunked transfer coding (no Content-Length, as a
+    streaming client sends a whole file) feeds the whole-file hash inline:
+    the digest recorded for the committed file is the true one."""
+    data = os.urandom(5 << 20)
+    loc = new_upload(server, len(data), path="streamed.bin")
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+    try:
+        pieces = (data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20))
+        conn.request("PATCH", loc, body=pieces, encode_chunked=True, headers={
+            **server.auth, **TUS, "Upload-Offset": "0", "Content-Type": OCTETS, "Transfer-Encoding": "chunked"})
+        resp = conn.getresponse()
+        resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 204 and resp.getheader("Upload-Offset") == str(len(data))
+    assert download(server, "streamed.bin") == data
+    status, _, body = server.request("POST", "/uploads", {"Content-Type": "application/json"},
+                                     json.dumps({"path": "again.bin", "size": len(data), "sha256": sha(data)}).encode())
+    assert status == 200 and json.loads(body)["complete"] is True, body
+
+
 def test_creation_with_upload(server: ServerProc) -> None:
     data = os.urandom(50_000)
     status, hdrs = create(server, {"Upload-Length": str(len(data)), "Content-Type": OCTETS,

@@ -24,7 +24,7 @@ from ..formbody import is_form_data, single_file_data
 from ..sessions import BUSY, COMPLETE, DONE, OPEN, Session
 from ..sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
 from ..staging import BatchWriter, free_bytes
-from .. import committer
+from .. import committer, sessionhash
 from .upload import declared_length, file_target
 
 # How long a request waits for another request writing the same chunk (a
@@ -139,6 +139,7 @@ async def put_chunk(ctx: Context, ex: Exchange, tail: str) -> None:
         raise BadRequest(f"chunk {index} must be {length} bytes, not {declared}")
     body = single_file_data(ex) if as_form else ex.iter_body()
     expected = expected_digests(ex.headers)
+    await sessionhash.wait_for_hash(session)
     try:
         fd = os.open(ctx.sessions.staging_path(sid), os.O_WRONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -155,7 +156,7 @@ async def put_chunk(ctx: Context, ex: Exchange, tail: str) -> None:
     finally:
         os.close(fd)  # also releases the range lock
     if RESUMABLE_HASH:
-        committer.schedule_hash_catch_up(ctx, sid)
+        sessionhash.schedule_hash_catch_up(ctx, sid)
     await ex.json(200, {"id": sid, "index": index, "size": length})
 
 

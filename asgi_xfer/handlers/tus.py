@@ -16,7 +16,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import committer, tus
+from .. import committer, sessionhash, tus
 from ..conditional import format_http_date
 from ..context import Context
 from ..digests import Hashers
@@ -28,6 +28,7 @@ from ..sessions import COMPLETE, OPEN, WON, Session
 from ..sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
 from ..staging import BatchWriter, free_bytes
 from .chunked import owner_of
+from .upload import declared_length
 
 # How long a new request waits for a stale writer to let go of an upload.
 TAKEOVER_WAIT_S = 10.0
@@ -35,6 +36,9 @@ TAKEOVER_WAIT_S = 10.0
 # database read each time, so not on every chunk.
 TAKEOVER_CHECK_S = 0.5
 UPLOAD_METHODS = ["HEAD", "PATCH", "DELETE", "OPTIONS"]
+# A PATCH of at least this many bytes (or of unknown length) hashes the
+# whole-file SHA-256 as it arrives (see _inline_hash).
+INLINE_HASH_MIN_BYTES = 64 << 20
 
 
 def set_response_headers(ex: Exchange) -> None:
@@ -230,6 +234,7 @@ async def patch(ctx: Context, ex: Exchange, tail: str) -> None:
                         session.metadata.get("concat") == "final")
         offset = session.size or session.offset  # complete: an empty PATCH at the end is fine
     else:
+        await sessionhash.wait_for_hash(session)  # before the lock: a takeover need not wait for it
         offset = await _locked_append(ctx, ex, sid, lambda s: tus.check_patch(ex.headers, s.offset, False))
     session = await _tus_session(ctx, sid)
     await ex.respond(204, [("upload-offset", str(offset)), ("upload-expires", format_http_date(session.expires))])
@@ -269,11 +274,8 @@ async def _append(ctx: Context, ex: Exchange, fd: int, session: Session, offset:
     interrupted request (tus: servers SHOULD), unless a checksum was promised."""
     checksum = tus.parse_checksum(ex.headers.get("upload-checksum"))
     limit = session.size if session.size is not None else ctx.settings.max_upload_bytes
-    # Only a promised Upload-Checksum is computed before the reply. The
-    # whole-file SHA-256 follows behind in the background (see below): a tus
-    # client sends its next PATCH only after this one's 204, so a reply that
-    # waited for the hash would keep the hash and the network from overlapping.
-    writer = BatchWriter(fd, offset, Hashers([checksum[0]] if checksum else []), f"upload {session.id}")
+    running = _inline_hash(ex, session, offset)
+    writer = BatchWriter(fd, offset, Hashers([checksum[0]] if checksum else []), f"upload {session.id}", extra=running)
     stop = await _receive(ctx, ex, writer, session.id, limit - offset)
     try:
         await writer.flush()
@@ -289,15 +291,34 @@ async def _append(ctx: Context, ex: Exchange, fd: int, session: Session, offset:
     new_offset = offset + received
     if received:
         await asyncio.get_running_loop().run_in_executor(None, os.fdatasync, fd)
-        if not await ctx.sessions.advance_offset(session.id, offset, new_offset, ctx.clock()):
+        if not await ctx.sessions.advance_offset(session.id, offset, new_offset, ctx.clock(),
+                                                 running.state() if running is not None else None):
             raise Conflict(f"upload {session.id} changed while this request wrote it")
-        if session.metadata.get("concat") != "partial":  # partials are hashed when concatenated
-            committer.schedule_hash_catch_up(ctx, session.id)
+        if running is None and session.metadata.get("concat") != "partial":  # partials: hashed when concatenated
+            sessionhash.schedule_hash_catch_up(ctx, session.id)
     if stop is not None:
         raise stop
     if session.size is not None and new_offset == session.size:
         await _finish(ctx, session.id)
     return new_offset
+
+
+def _inline_hash(ex: Exchange, session: Session, offset: int) -> ResumableSha256 | None:
+    """The whole-file SHA-256 to feed as this PATCH arrives, or None to
+    leave it to the background catch-up.
+
+    A tus client sends its next PATCH only after this one's 204. For small
+    PATCHes, a reply that waited for the hash kept the hash idle between
+    them (8 MiB PATCHes: 0.56-0.71x our PUT; left to the catch-up: 0.83x).
+    A large PATCH (tus-js-client and Uppy send the whole file in one by
+    default) hashes inline: receiving overlaps the hash within the request
+    and the bytes are not read back from the file afterwards."""
+    if session.hash_state is None or session.hashed_upto != offset or session.metadata.get("concat") == "partial":
+        return None
+    declared = declared_length(ex.headers)
+    if declared is not None and declared < INLINE_HASH_MIN_BYTES:
+        return None
+    return ResumableSha256(session.hash_state)
 
 
 async def _receive(ctx: Context, ex: Exchange, writer: BatchWriter, sid: str, room: int) -> XferError | ClientDisconnected | None:
@@ -364,7 +385,7 @@ async def _finish(ctx: Context, sid: str) -> None:
         for final_id in await ctx.sessions.waiting_finals(sid):
             await _try_assemble(ctx, final_id)
         return
-    await _commit_as_file(ctx, session, ctx.sessions.staging_path(sid), lambda: committer.final_digest(ctx, session))
+    await _commit_as_file(ctx, session, ctx.sessions.staging_path(sid), lambda: sessionhash.final_digest(ctx, session))
 
 
 async def delete(ctx: Context, ex: Exchange, tail: str) -> None:
