@@ -116,22 +116,13 @@ class SessionStore:
 
     # -- tus: a contiguous offset instead of chunks ------------------------
 
-    async def advance_offset(self, sid: str, old: int, new: int, now: float, hashed: bytes | None = None) -> bool:
-        """Bytes [old, new) are written and synced. Compare-and-set on the
-        offset, so two writers cannot both count. `hashed`: the running hash
-        state over them, when the request hashed them on the way in (else
-        the background catch-up follows)."""
-        def advance(conn: sqlite3.Connection) -> bool:
-            if conn.execute(
-                    "UPDATE sessions SET offset_bytes = ?, expires = ? WHERE id = ? AND offset_bytes = ? AND state = ?",
-                    (new, now + self.ttl_s, sid, old, OPEN)).rowcount != 1:
-                return False
-            if hashed is not None:
-                conn.execute("UPDATE sessions SET hashed_upto = ?, hash_state = ? WHERE id = ? AND hashed_upto = ?",
-                             (new, hashed, sid, old))
-            return True
-
-        return await self.db.run(lambda conn: transaction(conn, advance))
+    async def advance_offset(self, sid: str, old: int, new: int, now: float) -> bool:
+        """Bytes [old, new) are written and synced (the running hash follows:
+        sessionhash). Compare-and-set on the offset, so two writers cannot
+        both count."""
+        return await self.db.run(lambda conn: conn.execute(
+            "UPDATE sessions SET offset_bytes = ?, expires = ? WHERE id = ? AND offset_bytes = ? AND state = ?",
+            (new, now + self.ttl_s, sid, old, OPEN)).rowcount == 1)
 
     async def set_length(self, sid: str, length: int) -> bool:
         """creation-defer-length: the length, once, when it becomes known."""
@@ -177,19 +168,12 @@ class SessionStore:
         return await self.db.run(lambda conn: conn.execute(
             "SELECT 1 FROM chunks WHERE session_id = ? AND idx = ?", (sid, index)).fetchone() is not None)
 
-    async def mark_chunk(self, sid: str, index: int, sha256: bytes | None, now: float,
-                         hashed: tuple[int, int, bytes] | None = None) -> None:
+    async def mark_chunk(self, sid: str, index: int, sha256: bytes | None, now: float) -> None:
         """Record a chunk whose bytes are written and synced; idle expiry
-        restarts. `hashed` = (from, to, state) when the request hashed the
-        chunk on the way in: the hash moves on in the same transaction, so
-        a background catch-up never sees the chunk received but unhashed
-        and hashes it a second time."""
+        restarts."""
         def mark(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR IGNORE INTO chunks (session_id, idx, sha256) VALUES (?, ?, ?)", (sid, index, sha256))
             conn.execute("UPDATE sessions SET expires = ? WHERE id = ?", (now + self.ttl_s, sid))
-            if hashed is not None:
-                conn.execute("UPDATE sessions SET hashed_upto = ?, hash_state = ? WHERE id = ? AND hashed_upto = ?",
-                             (hashed[1], hashed[2], sid, hashed[0]))
 
         await self.db.run(lambda conn: transaction(conn, mark))
 

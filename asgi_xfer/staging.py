@@ -51,8 +51,8 @@ _sync_file_range = _load_sync_file_range()
 pwritev = os.pwritev
 
 
-class _Updatable(Protocol):
-    def update(self, data: bytes) -> None: ...
+class _Feed(Protocol):
+    async def submit(self, batch: list[bytes]) -> None: ...
 
 
 def _write_all(fd: int, chunks: list[bytes], offset: int) -> None:
@@ -77,14 +77,15 @@ class BatchWriter:
     pause on one core while the loop receives on the other: batches flow
     until `MAX_IN_FLIGHT_BYTES` wait on either, which also bounds memory.
 
-    `extra` is any object with `update(bytes)` fed the same bytes in order
-    (the resumable whole-file SHA-256 of an upload session)."""
+    `feed` (a session's running hash, sessionhash.HashFeed) gets each
+    batch in order too and hashes it on its own thread; `flush()` does not
+    wait for it."""
 
-    def __init__(self, fd: int, offset: int, hashers: Hashers, display: str, extra: _Updatable | None = None) -> None:
+    def __init__(self, fd: int, offset: int, hashers: Hashers, display: str, feed: _Feed | None = None) -> None:
         self.fd = fd
+        self.feed = feed
         self.start = offset
         self.hashers = hashers
-        self.extra = extra
         self.display = display
         self.size = 0  # bytes handed to write()
         self.written = 0  # bytes known to be in the file (all of them after flush())
@@ -93,7 +94,7 @@ class BatchWriter:
         self._in_flight: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
         self._in_flight_bytes = 0
         self._synced_to = offset
-        hashing = hashers.active or extra is not None
+        hashing = hashers.active
         # One thread per writer keeps its hash updates in order.
         self._hash_thread = ThreadPoolExecutor(1, thread_name_prefix="xfer-hash") if hashing else None
 
@@ -126,6 +127,8 @@ class BatchWriter:
             work.append(loop.run_in_executor(self._hash_thread, self._hash_batch, batch))
         self._in_flight.append((nbytes, asyncio.gather(*work)))
         self._in_flight_bytes += nbytes
+        if self.feed is not None:
+            await self.feed.submit(batch)
 
     async def _wait_oldest(self) -> None:
         nbytes, done = self._in_flight.popleft()
@@ -139,8 +142,6 @@ class BatchWriter:
         """The writer's hash thread; hashlib and OpenSSL release the GIL."""
         for chunk in batch:
             self.hashers.update(chunk)
-            if self.extra is not None:
-                self.extra.update(chunk)
 
     def _write_batch(self, batch: list[bytes], offset: int, end: int) -> None:
         """A pool thread: write the batch at its offset; start writeback."""

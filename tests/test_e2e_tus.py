@@ -124,6 +124,14 @@ def test_create_head_patch_commit(server: ServerProc) -> None:
     assert status == 200 and hdrs["upload-offset"] == hdrs["upload-length"] == str(len(data))
 
 
+def assert_indexed(srv: ServerProc, data: bytes) -> None:
+    """The server recorded `data`'s true sha256 for the file it committed:
+    an /uploads session announcing that digest completes without a byte."""
+    status, _, body = srv.request("POST", "/uploads", {"Content-Type": "application/json"}, json.dumps(
+        {"path": f"index-check/{sha(data)[:12]}.bin", "size": len(data), "sha256": sha(data)}).encode())
+    assert status == 200 and json.loads(body)["complete"] is True, body
+
+
 def _hashed_upto(srv: ServerProc, loc: str) -> int:
     with sqlite3.connect(srv.root / ".xfer" / "xfer.db") as conn:
         row = conn.execute("SELECT hashed_upto FROM sessions WHERE id = ?", (loc.rsplit("/", 1)[1],)).fetchone()
@@ -145,10 +153,7 @@ def test_whole_file_hash_follows_the_patches(server: ServerProc) -> None:
     assert _hashed_upto(server, loc) == 2 << 20
     assert patch(server, loc, 2 << 20, data[2 << 20:])[0] == 204
     assert download(server, "hashed/big.bin") == data
-    status, _, body = server.request("POST", "/uploads", {"Content-Type": "application/json"},
-                                     json.dumps({"path": "copy.bin", "size": len(data), "sha256": sha(data)}).encode())
-    assert status == 200 and json.loads(body)["complete"] is True, body
-    assert (server.root / "copy.bin").read_bytes() == data
+    assert_indexed(server, data)
 
 
 def test_patch_of_unknown_length_is_hashed_as_it_arrives(server: ServerProc) -> None:
@@ -168,9 +173,7 @@ def test_patch_of_unknown_length_is_hashed_as_it_arrives(server: ServerProc) -> 
         conn.close()
     assert resp.status == 204 and resp.getheader("Upload-Offset") == str(len(data))
     assert download(server, "streamed.bin") == data
-    status, _, body = server.request("POST", "/uploads", {"Content-Type": "application/json"},
-                                     json.dumps({"path": "again.bin", "size": len(data), "sha256": sha(data)}).encode())
-    assert status == 200 and json.loads(body)["complete"] is True, body
+    assert_indexed(server, data)
 
 
 def test_creation_with_upload(server: ServerProc) -> None:
@@ -477,6 +480,26 @@ def test_interrupted_patch_keeps_received_bytes(server: ServerProc) -> None:
     status, hdrs, _ = patch(server, loc, half, data[half:])
     assert status == 204 and hdrs["upload-offset"] == str(len(data))
     assert sha(download(server, "interrupted.bin")) == sha(data)
+    assert_indexed(server, data)  # the running hash took the kept bytes, once
+
+
+def test_many_small_patches_and_a_discarded_one_hash_right(server: ServerProc) -> None:
+    """Small PATCHes are answered before the hash covers them; one whose
+    Upload-Checksum fails was fed to the hash and must not count."""
+    data = os.urandom(1_500_000)
+    loc = new_upload(server, len(data), filename="small-patches.bin")
+    offset = 0
+    for i, step in enumerate([100_000] * 5 + [250_000] * 4):
+        if i == 3:  # a corrupted chunk: 460, and the hash must forget it
+            bad = bytes(b ^ 0xFF for b in data[offset:offset + step])
+            status, _, _ = patch(server, loc, offset, bad, Upload_Checksum="sha1 " + b64digest("sha1", data[offset:offset + step]))
+            assert status == 460
+        status, hdrs, _ = patch(server, loc, offset, data[offset:offset + step])
+        assert status == 204, hdrs
+        offset += step
+    assert offset == len(data)
+    assert download(server, "small-patches.bin") == data
+    assert_indexed(server, data)
 
 
 def _connect(srv: ServerProc) -> tuple[http.client.HTTPConnection, str]:

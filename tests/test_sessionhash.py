@@ -1,16 +1,17 @@
-"""The running hash's pacing (sessionhash.wait_for_hash) and the tus choice
-of hashing a PATCH inline or behind it, without a server."""
+"""The running hash of a session without a server: pacing (wait_for_hash)
+and the feed that hashes requests' bytes as they arrive (claim_feed)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from asgi_xfer import sessionhash
-from asgi_xfer.handlers import tus as tus_handler
 from asgi_xfer.sha256state import AVAILABLE, ResumableSha256
 
 MIB = 1 << 20
@@ -80,17 +81,78 @@ def test_the_wait_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     asyncio.run(scenario())
 
 
+class _FakeSessions:
+    """advance_hash as the database does it: compare-and-set on hashed_upto."""
+
+    def __init__(self, upto: int, state: bytes) -> None:
+        self.upto, self.state = upto, state
+
+    async def advance_hash(self, sid: str, old: int, new: int, state: bytes) -> bool:
+        if old != self.upto:
+            return False
+        self.upto, self.state = new, state
+        return True
+
+    async def get(self, sid: str, now: float) -> None:
+        return None  # the catch-up a save schedules finds nothing to do
+
+
+def _ctx(sessions: _FakeSessions) -> Any:
+    return SimpleNamespace(sessions=sessions, background=asyncio.ensure_future, clock=lambda: 0.0)
+
+
 @pytest.mark.skipif(not AVAILABLE, reason="no libcrypto")
-@pytest.mark.parametrize(("content_length", "hashed_upto", "metadata", "inline"), [
-    (None, 0, {}, True),  # unknown length: may be the whole file
-    (str(tus_handler.INLINE_HASH_MIN_BYTES), 0, {}, True),
-    (str(8 * MIB), 0, {}, False),  # small: answered first, hashed behind
-    (None, 4 * MIB, {}, False),  # the hash is not where this PATCH starts
-    (None, 0, {"concat": "partial"}, False),  # hashed when concatenated
-])
-def test_which_patches_hash_inline(content_length: str | None, hashed_upto: int,
-                                   metadata: dict[str, str], inline: bool) -> None:
-    headers = {} if content_length is None else {"content-length": content_length}
-    session = _session("s", hashed_upto, hashed_upto, **metadata)
-    chosen = tus_handler._inline_hash(SimpleNamespace(headers=headers), session, 0)
-    assert (chosen is not None) is inline
+def test_feed_hashes_requests_in_order_and_saves_at_accepted_ends() -> None:
+    data = os.urandom(5 * MIB + 123)
+    cuts = [0, 2 * MIB, 2 * MIB + 7, 5 * MIB + 123]
+
+    async def scenario() -> None:
+        db = _FakeSessions(0, ResumableSha256().state())
+        ctx = _ctx(db)
+        for start, end in zip(cuts, cuts[1:]):
+            session = _session("feed-order", db.upto, end)
+            session.hash_state = db.state
+            feed = sessionhash.claim_feed(session, start)
+            assert feed is not None and feed.fed == start
+            assert sessionhash.claim_feed(session, start) is None  # one feeder at a time
+            middle = min(start + 1000, end)
+            await feed.submit([data[start:middle], data[middle:end]])
+            sessionhash.release_feed(ctx, feed, end)  # answered before the hash gets there
+            await feed.drained()
+            assert db.upto == end
+            assert ResumableSha256(db.state).digest() == hashlib.sha256(data[:end]).digest()
+        assert "feed-order" not in sessionhash._feeds  # idle feeds close
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.skipif(not AVAILABLE, reason="no libcrypto")
+def test_a_failed_request_breaks_the_feed_and_saves_nothing_of_its_bytes() -> None:
+    data = os.urandom(3 * MIB)
+
+    async def scenario() -> None:
+        db = _FakeSessions(0, ResumableSha256().state())
+        ctx = _ctx(db)
+        session = _session("feed-fail", 0, 3 * MIB)
+        session.hash_state = db.state
+        first = sessionhash.claim_feed(session, 0)
+        assert first is not None
+        await first.submit([data[:MIB]])
+        sessionhash.release_feed(ctx, first, MIB)
+        second = sessionhash.claim_feed(session, MIB)
+        assert second is first  # still hashing the first request: the second goes on from it
+        await second.submit([b"\0" * MIB])  # bytes that will not be accepted
+        sessionhash.release_feed(ctx, second, None)
+        assert second.broken and "feed-fail" not in sessionhash._feeds
+        await first.drained()
+        assert db.upto == MIB  # the accepted request's state is saved, nothing after it
+        assert ResumableSha256(db.state).digest() == hashlib.sha256(data[:MIB]).digest()
+
+    asyncio.run(scenario())
+
+
+def test_no_feed_where_the_hash_does_not_stand() -> None:
+    session = _session("feed-gap", 4 * MIB, 8 * MIB)
+    assert sessionhash.claim_feed(session, 0) is None
+    assert sessionhash.claim_feed(session, 8 * MIB) is None
+    assert "feed-gap" not in sessionhash._feeds

@@ -174,29 +174,34 @@ async def _consume(body: AsyncIterator[bytes], hashers: Hashers, length: int, in
 
 async def _write_chunk(ctx: Context, body: AsyncIterator[bytes], fd: int, session: Session, index: int, expected: dict[str, bytes]) -> dict[str, bytes]:
     offset, length = session.plan.span(index)
-    # In order (the hash has reached this chunk): hash on the way in, so
-    # `complete` need not read these bytes again.
-    running = ResumableSha256(session.hash_state) if RESUMABLE_HASH and session.hashed_upto == offset else None
-    writer = BatchWriter(fd, offset, Hashers(expected), f"chunk {index}", extra=running)
+    # In order (the hash has reached this chunk): fed to the running hash
+    # as it arrives, so nobody reads these bytes back to hash them.
+    feed = sessionhash.claim_feed(session, offset)
+    accepted = False
     try:
-        async for chunk in body:
-            if writer.size + len(chunk) > length:
-                raise BadRequest(f"chunk {index} longer than {length} bytes")
-            await writer.write(chunk)
-        await writer.flush()
-    except BaseException:
-        await writer.settle()
-        raise
-    if writer.size != length:
-        raise BadRequest(f"chunk {index} must be {length} bytes, got {writer.size}")
-    digests = writer.hashers.digests()
-    verify_digests(expected, digests)
-    # Durability default: a chunk is acknowledged only once fdatasync says
-    # its bytes are on stable storage (costs one flush per chunk; with 8 MiB
-    # chunks that is the disk's write time, overlapped across connections).
-    await asyncio.get_running_loop().run_in_executor(None, os.fdatasync, fd)
-    hashed = (offset, offset + length, running.state()) if running is not None else None
-    await ctx.sessions.mark_chunk(session.id, index, digests.get("sha-256"), ctx.clock(), hashed)
+        writer = BatchWriter(fd, offset, Hashers(expected), f"chunk {index}", feed=feed)
+        try:
+            async for chunk in body:
+                if writer.size + len(chunk) > length:
+                    raise BadRequest(f"chunk {index} longer than {length} bytes")
+                await writer.write(chunk)
+            await writer.flush()
+        except BaseException:
+            await writer.settle()
+            raise
+        if writer.size != length:
+            raise BadRequest(f"chunk {index} must be {length} bytes, got {writer.size}")
+        digests = writer.hashers.digests()
+        verify_digests(expected, digests)
+        # Durability default: a chunk is acknowledged only once fdatasync says
+        # its bytes are on stable storage (costs one flush per chunk; with 8 MiB
+        # chunks that is the disk's write time, overlapped across connections).
+        await asyncio.get_running_loop().run_in_executor(None, os.fdatasync, fd)
+        await ctx.sessions.mark_chunk(session.id, index, digests.get("sha-256"), ctx.clock())
+        accepted = True
+    finally:
+        if feed is not None:
+            sessionhash.release_feed(ctx, feed, offset + length if accepted else None)
     return digests
 
 

@@ -28,7 +28,6 @@ from ..sessions import COMPLETE, OPEN, WON, Session
 from ..sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
 from ..staging import BatchWriter, free_bytes
 from .chunked import owner_of
-from .upload import declared_length
 
 # How long a new request waits for a stale writer to let go of an upload.
 TAKEOVER_WAIT_S = 10.0
@@ -36,9 +35,6 @@ TAKEOVER_WAIT_S = 10.0
 # database read each time, so not on every chunk.
 TAKEOVER_CHECK_S = 0.5
 UPLOAD_METHODS = ["HEAD", "PATCH", "DELETE", "OPTIONS"]
-# A PATCH of at least this many bytes (or of unknown length) hashes the
-# whole-file SHA-256 as it arrives (see _inline_hash).
-INLINE_HASH_MIN_BYTES = 64 << 20
 
 
 def set_response_headers(ex: Exchange) -> None:
@@ -274,51 +270,43 @@ async def _append(ctx: Context, ex: Exchange, fd: int, session: Session, offset:
     interrupted request (tus: servers SHOULD), unless a checksum was promised."""
     checksum = tus.parse_checksum(ex.headers.get("upload-checksum"))
     limit = session.size if session.size is not None else ctx.settings.max_upload_bytes
-    running = _inline_hash(ex, session, offset)
-    writer = BatchWriter(fd, offset, Hashers([checksum[0]] if checksum else []), f"upload {session.id}", extra=running)
-    stop = await _receive(ctx, ex, writer, session.id, limit - offset)
+    # The whole-file SHA-256 is fed as the bytes arrive and not waited for:
+    # a tus client sends its next PATCH only after this one's 204, and a reply
+    # that waited for the hash left it idle between PATCHes (8 MiB PATCHes:
+    # 0.56-0.71x our PUT). Partials are hashed when concatenated.
+    hashed = session.metadata.get("concat") != "partial"
+    feed = sessionhash.claim_feed(session, offset) if hashed else None
+    accepted = None
     try:
-        await writer.flush()
-    except BaseException:
-        await writer.settle()
-        raise
-    received = writer.written
-    if checksum is not None:
-        if stop is not None:
-            raise stop  # a partial chunk cannot be checked: discard it
-        if writer.hashers.digests()[checksum[0]] != checksum[1]:
-            raise tus.TusChecksumMismatch("the chunk does not match its Upload-Checksum; it was discarded")
-    new_offset = offset + received
-    if received:
-        await asyncio.get_running_loop().run_in_executor(None, os.fdatasync, fd)
-        if not await ctx.sessions.advance_offset(session.id, offset, new_offset, ctx.clock(),
-                                                 running.state() if running is not None else None):
-            raise Conflict(f"upload {session.id} changed while this request wrote it")
-        if running is None and session.metadata.get("concat") != "partial":  # partials: hashed when concatenated
+        writer = BatchWriter(fd, offset, Hashers([checksum[0]] if checksum else []), f"upload {session.id}", feed=feed)
+        stop = await _receive(ctx, ex, writer, session.id, limit - offset)
+        try:
+            await writer.flush()
+        except BaseException:
+            await writer.settle()
+            raise
+        received = writer.written
+        if checksum is not None:
+            if stop is not None:
+                raise stop  # a partial chunk cannot be checked: discard it
+            if writer.hashers.digests()[checksum[0]] != checksum[1]:
+                raise tus.TusChecksumMismatch("the chunk does not match its Upload-Checksum; it was discarded")
+        new_offset = offset + received
+        if received:
+            await asyncio.get_running_loop().run_in_executor(None, os.fdatasync, fd)
+            if not await ctx.sessions.advance_offset(session.id, offset, new_offset, ctx.clock()):
+                raise Conflict(f"upload {session.id} changed while this request wrote it")
+        accepted = new_offset
+    finally:
+        if feed is not None:
+            sessionhash.release_feed(ctx, feed, accepted)
+        elif accepted is not None and accepted > offset and hashed:
             sessionhash.schedule_hash_catch_up(ctx, session.id)
     if stop is not None:
         raise stop
     if session.size is not None and new_offset == session.size:
         await _finish(ctx, session.id)
     return new_offset
-
-
-def _inline_hash(ex: Exchange, session: Session, offset: int) -> ResumableSha256 | None:
-    """The whole-file SHA-256 to feed as this PATCH arrives, or None to
-    leave it to the background catch-up.
-
-    A tus client sends its next PATCH only after this one's 204. For small
-    PATCHes, a reply that waited for the hash kept the hash idle between
-    them (8 MiB PATCHes: 0.56-0.71x our PUT; left to the catch-up: 0.83x).
-    A large PATCH (tus-js-client and Uppy send the whole file in one by
-    default) hashes inline: receiving overlaps the hash within the request
-    and the bytes are not read back from the file afterwards."""
-    if session.hash_state is None or session.hashed_upto != offset or session.metadata.get("concat") == "partial":
-        return None
-    declared = declared_length(ex.headers)
-    if declared is not None and declared < INLINE_HASH_MIN_BYTES:
-        return None
-    return ResumableSha256(session.hash_state)
 
 
 async def _receive(ctx: Context, ex: Exchange, writer: BatchWriter, sid: str, room: int) -> XferError | ClientDisconnected | None:
