@@ -20,12 +20,11 @@ yet verified. A PUT gets the same pacing from its writer's bounded queue.
 from __future__ import annotations
 
 import asyncio
-import collections
 import errno
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 
+from . import hashfeed
 from .context import Context
 from .sessions import Session
 from .sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
@@ -40,9 +39,6 @@ HASH_STEP_BYTES = 32 << 20
 HASH_BACKLOG_BYTES = 2 * HASH_STEP_BYTES
 # Longest a request holds back for the hash: pacing, never a stall.
 HASH_WAIT_S = 10.0
-# Bytes a feed lets wait for its hash thread before the request feeding it
-# waits (as a PUT's writer bounds its queue): memory stays flat.
-FEED_QUEUE_BYTES = 16 << 20
 
 
 class _CatchUp:
@@ -63,122 +59,15 @@ class _CatchUp:
 _catching_up: dict[str, _CatchUp] = {}
 
 
-class HashFeed:
-    """This process's running hash of one session, fed by the requests that
-    bring its bytes in order, on a thread of its own.
-
-    A request claims the feed when its bytes start where the feed (or the
-    saved state) stands, submits its batches as they arrive (hashed while
-    still in the CPU cache, and not read back from the file) and is answered
-    without waiting for the hash: the feed saves the state at the request's
-    end once it gets there, and only once the request's bytes are accepted.
-    A request that fails after feeding breaks the feed; hashing then goes on
-    from the last saved state by the catch-up, from the file."""
-
-    def __init__(self, sid: str, upto: int, state: bytes) -> None:
-        self.sid = sid
-        self.fed = upto  # bytes submitted so far
-        self.saved = upto  # bytes the saved state covers
-        self.busy = False  # a request is feeding it
-        self.broken = False
-        self._hash = ResumableSha256(state)
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="xfer-feed")
-        self._queued: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
-        self._queued_bytes = 0
-        self._last_save: asyncio.Future[None] | None = None
-
-    async def submit(self, batch: list[bytes]) -> None:
-        """The next bytes, in order; waits while FEED_QUEUE_BYTES wait to be
-        hashed (which paces the sender to the hash, as a PUT's writer does)."""
-        while self._queued and self._queued_bytes >= FEED_QUEUE_BYTES:
-            nbytes, done = self._queued.popleft()
-            self._queued_bytes -= nbytes
-            await done
-        nbytes = sum(len(piece) for piece in batch)
-        self._queued.append((nbytes, asyncio.get_running_loop().run_in_executor(self._thread, self._update, batch)))
-        self._queued_bytes += nbytes
-        self.fed += nbytes
-
-    def _update(self, batch: list[bytes]) -> None:
-        for piece in batch:
-            self._hash.update(piece)
-
-    def accept(self, ctx: Context, end: int) -> None:
-        """What was fed up to `end` is written, synced and recorded: save the
-        state there once the thread has hashed it (saves stay in order)."""
-        snapshot = asyncio.get_running_loop().run_in_executor(self._thread, self._hash.state)
-        previous = self._last_save
-        self._last_save = ctx.background(self._save(ctx, previous, snapshot, end))
-
-    async def _save(self, ctx: Context, previous: asyncio.Future[None] | None,
-                    snapshot: asyncio.Future[bytes], end: int) -> None:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
-        try:
-            state = await snapshot
-            if await ctx.sessions.advance_hash(self.sid, self.saved, end, state):
-                self.saved = end
-            else:
-                self.abandon()
-        except Exception:  # noqa: BLE001 - the catch-up takes over from the saved state
-            self.abandon()
-        if not self.busy and self.saved == self.fed:
-            self.close()
-        schedule_hash_catch_up(ctx, self.sid)  # chunks received beyond the feed, if any
-
-    def abandon(self) -> None:
-        """Bytes were fed that will not be accepted: hash nothing more here
-        (saves already queued for accepted bytes still happen)."""
-        self.broken = True
-        self.close()
-
-    def close(self) -> None:
-        if _feeds.get(self.sid) is self:
-            del _feeds[self.sid]
-        self._thread.shutdown(wait=False)
-
-    async def drained(self) -> None:
-        """Every save asked for so far is done."""
-        if self._last_save is not None:
-            await asyncio.gather(asyncio.shield(self._last_save), return_exceptions=True)
-
-
-_feeds: dict[str, HashFeed] = {}
-
-
-def claim_feed(session: Session, offset: int) -> HashFeed | None:
-    """The feed for bytes that start at `offset`, if they can be hashed as
-    they arrive: this process's feed has reached `offset`, or none runs and
-    the saved state stands there. None otherwise (the catch-up follows)."""
-    if not RESUMABLE_HASH or session.hash_state is None:
-        return None
-    feed = _feeds.get(session.id)
-    if feed is None:
-        if session.hashed_upto != offset:
-            return None
-        feed = _feeds[session.id] = HashFeed(session.id, offset, session.hash_state)
-    elif feed.busy or feed.broken or feed.fed != offset:
-        return None
-    feed.busy = True
-    return feed
-
-
-def release_feed(ctx: Context, feed: HashFeed, accepted_end: int | None) -> None:
-    """The request is done feeding: its bytes up to `accepted_end` are
-    accepted (None: it failed, or nothing it fed counts)."""
-    feed.busy = False
-    if accepted_end is None or accepted_end != feed.fed:
-        feed.abandon()
-        schedule_hash_catch_up(ctx, feed.sid)
-    elif accepted_end != feed.saved:
-        feed.accept(ctx, accepted_end)
-    elif feed._last_save is None or feed._last_save.done():
-        feed.close()  # fed nothing and nothing pending
-
-
 def hash_region(path: str, start: int, end: int, state: bytes | None) -> bytes:
     """Resume `state` over bytes [start, end) of the file; the new state."""
     h = ResumableSha256(state)
+    update_from_file(h, path, start, end)
+    return h.state()
+
+
+def update_from_file(h: ResumableSha256, path: str, start: int, end: int) -> None:
+    """Feed bytes [start, end) of the file to `h`."""
     # One buffer reused for every read: a fresh 4 MiB bytes object per read
     # made glibc raise its mmap threshold and keep ~40 MiB more resident.
     buffer = bytearray(min(HASH_READ_BYTES, max(end - start, 1)))
@@ -194,7 +83,6 @@ def hash_region(path: str, start: int, end: int, state: bytes | None) -> bytes:
             pos += n
     finally:
         os.close(fd)
-    return h.state()
 
 
 async def catch_up_hash(ctx: Context, sid: str, progress: _CatchUp | None = None) -> Session | None:
@@ -206,7 +94,7 @@ async def catch_up_hash(ctx: Context, sid: str, progress: _CatchUp | None = None
             return session
         if progress is not None:
             progress.advanced(session.hashed_upto)
-        if sid in _feeds:
+        if hashfeed.active(sid) is not None:
             return session  # the feed leads; it schedules a catch-up when it stops
         start, limit = session.hashed_upto, session.hashable_end()
         if limit <= start:
@@ -268,10 +156,10 @@ async def wait_for_hash(session: Session) -> None:
 async def final_digest(ctx: Context, session: Session) -> str:
     """The session's sha256 once every byte is in: what the running hash
     has not covered yet is hashed now."""
-    feed = _feeds.get(session.id)
+    feed = hashfeed.active(session.id)
     if feed is not None:
         await feed.drained()
-        feed.close()  # the last request has fed; whatever is left the catch-up does
+        feed.close()  # every byte is in; what the feed did not take, the catch-up does
     running = _catching_up.get(session.id)
     if running is not None and running.task is not None:
         await asyncio.shield(running.task)  # it never raises; then little is left to hash

@@ -24,7 +24,7 @@ from ..formbody import is_form_data, single_file_data
 from ..sessions import BUSY, COMPLETE, DONE, OPEN, Session
 from ..sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
 from ..staging import BatchWriter, free_bytes
-from .. import committer, sessionhash
+from .. import committer, hashfeed, sessionhash
 from .upload import declared_length, file_target
 
 # How long a request waits for another request writing the same chunk (a
@@ -176,7 +176,7 @@ async def _write_chunk(ctx: Context, body: AsyncIterator[bytes], fd: int, sessio
     offset, length = session.plan.span(index)
     # In order (the hash has reached this chunk): fed to the running hash
     # as it arrives, so nobody reads these bytes back to hash them.
-    feed = sessionhash.claim_feed(session, offset)
+    feed = await hashfeed.claim(ctx, session, offset, offset + length, line_up=True)
     accepted = False
     try:
         writer = BatchWriter(fd, offset, Hashers(expected), f"chunk {index}", feed=feed)
@@ -189,6 +189,8 @@ async def _write_chunk(ctx: Context, body: AsyncIterator[bytes], fd: int, sessio
         except BaseException:
             await writer.settle()
             raise
+        if feed is not None:
+            feed.done_feeding(offset + writer.size)
         if writer.size != length:
             raise BadRequest(f"chunk {index} must be {length} bytes, got {writer.size}")
         digests = writer.hashers.digests()
@@ -200,8 +202,7 @@ async def _write_chunk(ctx: Context, body: AsyncIterator[bytes], fd: int, sessio
         await ctx.sessions.mark_chunk(session.id, index, digests.get("sha-256"), ctx.clock())
         accepted = True
     finally:
-        if feed is not None:
-            sessionhash.release_feed(ctx, feed, offset + length if accepted else None)
+        hashfeed.release(session.id, feed, offset, offset + length, accepted)
     return digests
 
 

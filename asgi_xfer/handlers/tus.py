@@ -16,7 +16,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import committer, sessionhash, tus
+from .. import committer, hashfeed, sessionhash, tus
 from ..conditional import format_http_date
 from ..context import Context
 from ..digests import Hashers
@@ -275,7 +275,7 @@ async def _append(ctx: Context, ex: Exchange, fd: int, session: Session, offset:
     # that waited for the hash left it idle between PATCHes (8 MiB PATCHes:
     # 0.56-0.71x our PUT). Partials are hashed when concatenated.
     hashed = session.metadata.get("concat") != "partial"
-    feed = sessionhash.claim_feed(session, offset) if hashed else None
+    feed = await hashfeed.claim(ctx, session, offset, limit, line_up=False) if hashed else None
     accepted = None
     try:
         writer = BatchWriter(fd, offset, Hashers([checksum[0]] if checksum else []), f"upload {session.id}", feed=feed)
@@ -285,6 +285,8 @@ async def _append(ctx: Context, ex: Exchange, fd: int, session: Session, offset:
         except BaseException:
             await writer.settle()
             raise
+        if feed is not None:
+            feed.done_feeding(offset + writer.size)
         received = writer.written
         if checksum is not None:
             if stop is not None:
@@ -298,9 +300,8 @@ async def _append(ctx: Context, ex: Exchange, fd: int, session: Session, offset:
                 raise Conflict(f"upload {session.id} changed while this request wrote it")
         accepted = new_offset
     finally:
-        if feed is not None:
-            sessionhash.release_feed(ctx, feed, accepted)
-        elif accepted is not None and accepted > offset and hashed:
+        hashfeed.release(session.id, feed, offset, accepted if accepted is not None else limit, accepted is not None)
+        if feed is None and accepted is not None and accepted > offset and hashed:
             sessionhash.schedule_hash_catch_up(ctx, session.id)
     if stop is not None:
         raise stop
