@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import random
 import threading
 from pathlib import Path
+
+import pytest
 
 from conftest import write_file
 from serverproc import ServerProc
@@ -173,3 +176,41 @@ def test_session_survives_restart(tmp_path: Path) -> None:
         assert (tmp_path / "r.bin").read_bytes() == data
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_parallel_chunks_with_rejected_attempts_hash_right(server: ServerProc, seed: int) -> None:
+    """Large chunks over 4 connections (the hash sets the pace, so they line
+    up for the running hash), some first sent corrupted (422): the sha256 the
+    server computes on its own (none announced) counts only accepted bytes."""
+    chunk = 2 << 20
+    data = os.urandom(20 * chunk + 777)
+    _, session = create(server, f"sess/stress{seed}.bin", data, chunk, sha256=False)
+    sid = session["id"]
+    rng = random.Random(seed)
+    corrupt_first = set(rng.sample(range(21), 4))
+    errors: list[str] = []
+
+    def send(indexes: list[int]) -> None:
+        for index in indexes:
+            piece = chunk_of(data, chunk, index)
+            if index in corrupt_first:
+                digest = "sha-256=:" + base64.b64encode(hashlib.sha256(piece).digest()).decode() + ":"
+                status, _, _ = server.request("PUT", f"/uploads/{sid}/chunks/{index}", {"Content-Digest": digest},
+                                              bytes([piece[0] ^ 1]) + piece[1:])
+                if status != 422:
+                    errors.append(f"corrupted chunk {index}: {status}")
+            status, body = put_chunk(server, sid, index, piece, digest=False)
+            if status != 200:
+                errors.append(f"chunk {index}: {status} {body}")
+
+    threads = [threading.Thread(target=send, args=(list(range(i, 21, 4)),)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    status, result = complete(server, sid)
+    assert status == 201, result
+    assert result["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (server.root / f"sess/stress{seed}.bin").read_bytes() == data
