@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -49,6 +50,9 @@ LINE_BYTES = 64 << 20
 # claimed by a request on its way (requests arrive in any order).
 TURN_WAIT_S = 10.0
 GAP_WAIT_S = 0.05
+# Longest a commit waits for the feed's saves (a request that never
+# settles) before it gives the feed up.
+DRAIN_WAIT_S = 60.0
 
 
 class _Mark(NamedTuple):
@@ -71,6 +75,7 @@ class HashFeed:
         self.received: dict[int, int] = {}  # start -> end received without feeding, not yet taken in
         self._turn = asyncio.Event()
         self._hash = ResumableSha256(state)
+        self._failed = False  # a job on the thread failed: the hash is no longer whole
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="xfer-feed")
         self._queued: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
         self._queued_bytes = 0
@@ -176,12 +181,26 @@ class HashFeed:
         for piece in batch:
             self._hash.update(piece)
 
+    def _update_from_file(self, start: int, end: int) -> None:
+        try:
+            sessionhash.update_from_file(self._hash, self.path, start, end)
+        except BaseException:
+            self._failed = True  # the hash holds part of [start, end): no state after this is good
+            raise
+
+    def _state(self) -> bytes:
+        """The thread's state now (after every job queued before this one)."""
+        if self._failed:
+            raise OSError(errno.EIO, "the running hash missed bytes")
+        return self._hash.state()
+
     def _take_in_received(self) -> None:
         """Bytes received here without feeding that the hash has reached."""
         loop = asyncio.get_running_loop()
         while not self.broken and self.feeding_end is None and self.fed in self.received:
             end = self.received.pop(self.fed)
-            read = loop.run_in_executor(self._thread, sessionhash.update_from_file, self._hash, self.path, self.fed, end)
+            read = loop.run_in_executor(self._thread, self._update_from_file, self.fed, end)
+            read.add_done_callback(lambda f: f.cancelled() or f.exception())  # the next state reports it
             self._queued.append((0, read))
             self.fed = end
             accepted = loop.create_future()
@@ -189,7 +208,7 @@ class HashFeed:
             self._mark(end, accepted)
 
     def _mark(self, end: int, accepted: asyncio.Future[bool]) -> None:
-        snapshot = asyncio.get_running_loop().run_in_executor(self._thread, self._hash.state)
+        snapshot = asyncio.get_running_loop().run_in_executor(self._thread, self._state)
         self._marks.append(_Mark(end, snapshot, accepted))
         if self._saver is None or self._saver.done():
             self._saver = self.ctx.background(self._save_marks())
@@ -214,9 +233,13 @@ class HashFeed:
         self._maybe_close()
 
     async def drained(self) -> None:
-        """Every accepted byte fed or taken in here is saved (or the feed broke)."""
-        while self._saver is not None and not self._saver.done():
-            await asyncio.shield(self._saver)
+        """Every accepted byte fed or taken in here is saved, or the feed
+        is given up after DRAIN_WAIT_S (the catch-up then does the rest)."""
+        try:
+            while self._saver is not None and not self._saver.done():
+                await asyncio.wait_for(asyncio.shield(self._saver), DRAIN_WAIT_S)
+        except asyncio.TimeoutError:
+            self.abandon()
 
     # -- lifetime ----------------------------------------------------------
 

@@ -241,3 +241,22 @@ def test_the_line_breaks_up_when_a_request_fails() -> None:
         assert hashfeed.active("feed-break") is None
 
     asyncio.run(scenario())
+
+
+@pytest.mark.skipif(not AVAILABLE, reason="no libcrypto")
+def test_a_failed_read_of_the_staging_file_saves_no_state_after_it(tmp_path: Any) -> None:
+    data = os.urandom(2 * MIB)
+
+    async def scenario() -> None:
+        db, ctx, session = _fresh("feed-read-fails", str(tmp_path / "gone.part"))
+        first = await hashfeed.claim(ctx, session, 0, MIB, line_up=True)
+        assert first is not None
+        assert await _feed_request(ctx, session, data, MIB, 2 * MIB) is None  # received without the feed
+        await first.submit([data[:MIB]])
+        first.done_feeding(MIB)  # the hash goes on into [1 MiB, 2 MiB) from the file, which is gone
+        hashfeed.release("feed-read-fails", first, 0, MIB, True)
+        await first.drained()
+        assert first.broken
+        assert db.upto == MIB and _saved_digest(db) == hashlib.sha256(data[:MIB]).digest()
+
+    asyncio.run(scenario())
