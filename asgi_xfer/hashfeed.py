@@ -153,8 +153,9 @@ class HashFeed:
 
     async def wait_turn(self, offset: int) -> bool:
         """Wait until the bytes before `offset` are fed: False if the wait
-        runs out, the feed breaks, or nobody here brings the bytes of a gap
-        before `offset` (for GAP_WAIT_S: requests arrive in any order)."""
+        runs out, the feed breaks, the hash stops setting the pace, or
+        nobody here brings the bytes of a gap before `offset` (for
+        GAP_WAIT_S: requests arrive in any order)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + TURN_WAIT_S
         uncovered_since: float | None = None
@@ -170,9 +171,10 @@ class HashFeed:
             if timeout <= 0:
                 return False
             try:
-                await asyncio.wait_for(self._turn.wait(), timeout)
+                await asyncio.wait_for(self._turn.wait(), min(timeout, FEED_BUSY_S / 2))
             except asyncio.TimeoutError:
-                pass
+                if not self.hash_bound():
+                    return False  # the feeder's client slowed down: no point waiting for the hash
         return False
 
     # -- hashing and saving ------------------------------------------------

@@ -260,3 +260,22 @@ def test_a_failed_read_of_the_staging_file_saves_no_state_after_it(tmp_path: Any
         assert db.upto == MIB and _saved_digest(db) == hashlib.sha256(data[:MIB]).digest()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.skipif(not AVAILABLE, reason="no libcrypto")
+def test_the_line_breaks_up_when_the_feeder_stalls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hashfeed, "FEED_BUSY_S", 0.2)
+
+    async def scenario() -> None:
+        _, ctx, session = _fresh("feed-stall")
+        first = await hashfeed.claim(ctx, session, 0, MIB, line_up=True)
+        assert first is not None
+        first._waited_at = asyncio.get_running_loop().time()
+        second = asyncio.ensure_future(hashfeed.claim(ctx, session, MIB, 2 * MIB, line_up=True))
+        # The first request's client sends nothing more: once the hash has had
+        # nothing to do for FEED_BUSY_S, the second is received in parallel.
+        assert await asyncio.wait_for(second, 2) is None
+        hashfeed.release("feed-stall", None, MIB, 2 * MIB, False)
+        hashfeed.release("feed-stall", first, 0, MIB, False)
+
+    asyncio.run(scenario())
