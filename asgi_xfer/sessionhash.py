@@ -1,20 +1,13 @@
-"""The whole-file SHA-256 of an upload session, kept up while it arrives.
+"""The whole-file SHA-256 of an upload session: the catch-up and the final
+digest.
 
-Owns: advancing a session's saved hash state over the bytes received without
-a gap (a background catch-up, one per session per process, in steps that
-are recorded as they go), the final digest at commit, and the back-pressure
-that keeps receiving from outrunning the hash. Must not: parse requests or
-commit files.
-
-Why back-pressure: SHA-256 runs ~340-390 MB/s here (no SHA instructions),
-slower than four connections deliver chunks, and the hash is what `complete`
-(or the last tus PATCH) waits for. Receiving ahead of it does not finish the
-upload sooner; it only moves the wait to the end (1 GiB over 4 curl
-connections: chunks in 2.2 s, then `complete` waiting 1.7 s for the hash).
-So a chunk or PATCH waits before reading its body while this process's
-catch-up is more than `HASH_BACKLOG_BYTES` behind: the same total time, but
-`complete` answers in ~0.25 s, and a server never holds gigabytes it has not
-yet verified. A PUT gets the same pacing from its writer's bounded queue.
+Owns: advancing a session's saved hash state, from the staging file, over
+the bytes received without a gap that no feed (hashfeed) took in: another
+worker's chunks, chunks received in parallel while the network set the pace,
+bytes from before a restart. One catch-up per session per process, in steps
+recorded as they go (a crash loses at most a step); compare-and-set in the
+database keeps workers from counting a byte twice. And the digest a commit
+reports. Must not: parse requests or commit files.
 """
 
 from __future__ import annotations
@@ -31,32 +24,13 @@ from .sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
 
 # Bytes read per step when hashing from the staging file.
 HASH_READ_BYTES = 4 << 20
-# The catch-up records its progress after this many bytes: waiters see it
-# move, and a crash loses at most this much hashing.
+# The catch-up records its progress after this many bytes: a crash loses
+# at most this much hashing.
 HASH_STEP_BYTES = 32 << 20
-# Received bytes a request lets wait for the hash before it holds back its
-# body (two steps: the hash thread never runs dry while requests wait).
-HASH_BACKLOG_BYTES = 2 * HASH_STEP_BYTES
-# Longest a request holds back for the hash: pacing, never a stall.
-HASH_WAIT_S = 10.0
 
 
-class _CatchUp:
-    """This process's catch-up of one session: its task, how far it has
-    hashed, and an event set (then replaced) each time that moves."""
-
-    def __init__(self) -> None:
-        self.task: asyncio.Future[None] | None = None
-        self.upto = 0
-        self.moved = asyncio.Event()
-
-    def advanced(self, upto: int) -> None:
-        self.upto = upto
-        moved, self.moved = self.moved, asyncio.Event()
-        moved.set()
-
-
-_catching_up: dict[str, _CatchUp] = {}
+# Background catch-ups running in this process, by session.
+_catching_up: dict[str, asyncio.Future[None]] = {}
 
 
 def hash_region(path: str, start: int, end: int, state: bytes | None) -> bytes:
@@ -85,15 +59,13 @@ def update_from_file(h: ResumableSha256, path: str, start: int, end: int) -> Non
         os.close(fd)
 
 
-async def catch_up_hash(ctx: Context, sid: str, progress: _CatchUp | None = None) -> Session | None:
+async def catch_up_hash(ctx: Context, sid: str) -> Session | None:
     """Advance the running hash over every byte received without a gap."""
     loop = asyncio.get_running_loop()
     while True:
         session = await ctx.sessions.get(sid, ctx.clock())
         if session is None or session.hash_state is None or session.state == "complete":
             return session
-        if progress is not None:
-            progress.advanced(session.hashed_upto)
         if hashfeed.active(sid) is not None:
             return session  # the feed leads; it schedules a catch-up when it stops
         start, limit = session.hashed_upto, session.hashable_end()
@@ -114,43 +86,18 @@ def schedule_hash_catch_up(ctx: Context, sid: str) -> None:
     """In the background, one per session per process; a failure here only
     means the commit hashes more itself."""
     running = _catching_up.get(sid)
-    if running is not None and running.task is not None and not running.task.done():
+    if running is not None and not running.done():
         return
-    progress = _CatchUp()
 
     async def run() -> None:
         try:
-            await catch_up_hash(ctx, sid, progress)
+            await catch_up_hash(ctx, sid)
         except Exception:  # noqa: BLE001 - best effort by design
             pass
         finally:
-            if _catching_up.get(sid) is progress:
-                del _catching_up[sid]
-            progress.advanced(progress.upto)  # wake any waiter: nothing more comes
+            _catching_up.pop(sid, None)
 
-    _catching_up[sid] = progress
-    progress.task = ctx.background(run())
-
-
-async def wait_for_hash(session: Session) -> None:
-    """Hold back (before reading a body) while this process's catch-up of
-    the session is more than HASH_BACKLOG_BYTES behind what it may hash."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + HASH_WAIT_S
-    end = session.hashable_end()
-    while True:
-        running = _catching_up.get(session.id)
-        if running is None or running.task is None or running.task.done():
-            return
-        if end - max(running.upto, session.hashed_upto) <= HASH_BACKLOG_BYTES:
-            return
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return
-        try:
-            await asyncio.wait_for(running.moved.wait(), remaining)
-        except asyncio.TimeoutError:
-            return
+    _catching_up[sid] = ctx.background(run())
 
 
 async def final_digest(ctx: Context, session: Session) -> str:
@@ -161,8 +108,8 @@ async def final_digest(ctx: Context, session: Session) -> str:
         await feed.drained()
         feed.close()  # every byte is in; what the feed did not take, the catch-up does
     running = _catching_up.get(session.id)
-    if running is not None and running.task is not None:
-        await asyncio.shield(running.task)  # it never raises; then little is left to hash
+    if running is not None:
+        await asyncio.shield(running)  # it never raises; then little is left to hash
     if RESUMABLE_HASH:
         caught = await catch_up_hash(ctx, session.id) or session
         if caught.hashed_upto == (caught.size or 0) and caught.hash_state is not None:

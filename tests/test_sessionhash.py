@@ -1,6 +1,5 @@
-"""The running hash of a session without a server: the catch-up's pacing
-(sessionhash.wait_for_hash) and the feed that hashes requests' bytes as they
-arrive, in line (hashfeed)."""
+"""The feed that hashes a session's bytes as requests bring them, in line
+(hashfeed), without a server."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from asgi_xfer import hashfeed, sessionhash
+from asgi_xfer import hashfeed
 from asgi_xfer.sha256state import AVAILABLE, ResumableSha256
 
 MIB = 1 << 20
@@ -21,65 +20,6 @@ MIB = 1 << 20
 def _session(sid: str, hashed_upto: int, received_end: int, **metadata: Any) -> Any:
     return SimpleNamespace(id=sid, hashed_upto=hashed_upto, hashable_end=lambda: received_end,
                            hash_state=ResumableSha256().state() if AVAILABLE else b"", metadata=metadata)
-
-
-def _running(sid: str, upto: int) -> tuple[Any, asyncio.Future[None]]:
-    progress = sessionhash._CatchUp()
-    progress.upto = upto
-    progress.task = asyncio.get_running_loop().create_future()
-    sessionhash._catching_up[sid] = progress
-    return progress, progress.task
-
-
-def test_a_request_waits_while_the_hash_is_far_behind() -> None:
-    async def scenario() -> None:
-        sid = "far-behind"
-        progress, task = _running(sid, 0)
-        try:
-            session = _session(sid, 0, sessionhash.HASH_BACKLOG_BYTES + 8 * MIB)
-            waiter = asyncio.ensure_future(sessionhash.wait_for_hash(session))
-            await asyncio.sleep(0.05)
-            assert not waiter.done()
-            progress.advanced(4 * MIB)  # still more than the backlog behind
-            await asyncio.sleep(0.05)
-            assert not waiter.done()
-            progress.advanced(8 * MIB)  # now within it
-            await asyncio.wait_for(waiter, 1)
-        finally:
-            task.cancel()
-            sessionhash._catching_up.pop(sid, None)
-
-    asyncio.run(scenario())
-
-
-def test_no_wait_when_close_behind_or_no_catch_up_runs() -> None:
-    async def scenario() -> None:
-        await asyncio.wait_for(sessionhash.wait_for_hash(_session("none-running", 0, 10 << 30)), 1)
-        sid = "close-behind"
-        _, task = _running(sid, 0)
-        try:
-            await asyncio.wait_for(sessionhash.wait_for_hash(_session(sid, 0, sessionhash.HASH_BACKLOG_BYTES)), 1)
-            task.set_result(None)  # a finished catch-up never holds anyone back
-            await asyncio.wait_for(sessionhash.wait_for_hash(_session(sid, 0, 10 << 30)), 1)
-        finally:
-            sessionhash._catching_up.pop(sid, None)
-
-    asyncio.run(scenario())
-
-
-def test_the_wait_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sessionhash, "HASH_WAIT_S", 0.1)
-
-    async def scenario() -> None:
-        sid = "stuck"
-        _, task = _running(sid, 0)
-        try:
-            await asyncio.wait_for(sessionhash.wait_for_hash(_session(sid, 0, 10 << 30)), 2)
-        finally:
-            task.cancel()
-            sessionhash._catching_up.pop(sid, None)
-
-    asyncio.run(scenario())
 
 
 class _FakeSessions:

@@ -139,7 +139,6 @@ async def put_chunk(ctx: Context, ex: Exchange, tail: str) -> None:
         raise BadRequest(f"chunk {index} must be {length} bytes, not {declared}")
     body = single_file_data(ex) if as_form else ex.iter_body()
     expected = expected_digests(ex.headers)
-    await sessionhash.wait_for_hash(session)
     try:
         fd = os.open(ctx.sessions.staging_path(sid), os.O_WRONLY | os.O_CLOEXEC)
     except FileNotFoundError:

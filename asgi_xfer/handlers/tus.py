@@ -230,7 +230,6 @@ async def patch(ctx: Context, ex: Exchange, tail: str) -> None:
                         session.metadata.get("concat") == "final")
         offset = session.size or session.offset  # complete: an empty PATCH at the end is fine
     else:
-        await sessionhash.wait_for_hash(session)  # before the lock: a takeover need not wait for it
         offset = await _locked_append(ctx, ex, sid, lambda s: tus.check_patch(ex.headers, s.offset, False))
     session = await _tus_session(ctx, sid)
     await ex.respond(204, [("upload-offset", str(offset)), ("upload-expires", format_http_date(session.expires))])
