@@ -52,6 +52,8 @@ LINE_BYTES = 64 << 20
 # claimed by a request on its way (requests arrive in any order).
 TURN_WAIT_S = 10.0
 GAP_WAIT_S = 0.05
+# An idle feed stays this long for the next request of the same client.
+FEED_IDLE_S = 2.0
 # Longest a commit waits for the feed's saves (a request that never
 # settles) before it gives the feed up.
 DRAIN_WAIT_S = 60.0
@@ -84,6 +86,7 @@ class HashFeed:
         self._waited_at = float("-inf")
         self._marks: collections.deque[_Mark] = collections.deque()
         self._saver: asyncio.Future[None] | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     # -- the request feeding it --------------------------------------------
 
@@ -255,11 +258,29 @@ class HashFeed:
         self.broken = True
         self.close()
 
+    def _idle(self) -> bool:
+        return self.feeding_end is None and not self.coming and not self._marks
+
     def _maybe_close(self) -> None:
-        if self.feeding_end is None and not self.coming and not self._marks:
+        """Close once idle for FEED_IDLE_S: the next request of a client
+        sending in order finds the feed where its bytes start, where the
+        session it read a moment ago may not show the last save yet."""
+        if self._idle() and self._idle_timer is None and _feeds.get(self.sid) is self:
+            self._idle_timer = asyncio.get_running_loop().call_later(FEED_IDLE_S, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        self._idle_timer = None
+        if self._idle():
             self.close()
 
+    def touch(self) -> None:
+        """A request came: the feed is not idle."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
     def close(self) -> None:
+        self.touch()
         if _feeds.get(self.sid) is self:
             del _feeds[self.sid]
             self._thread.shutdown(wait=False)
@@ -294,6 +315,7 @@ async def claim(ctx: Context, session: Session, start: int, end: int, *, line_up
         feed = _feeds[session.id] = HashFeed(ctx, session.id, start, session.hash_state)
     if feed.broken:
         return None
+    feed.touch()
     feed.coming[start] = end
     if not feed.my_turn(start):
         behind = 0 < start - feed.fed <= LINE_BYTES

@@ -74,13 +74,32 @@ def test_feed_hashes_requests_in_order_and_saves_at_accepted_ends() -> None:
 
     async def scenario() -> None:
         db, ctx, session = _fresh("feed-order")
+        first = None
         for start, end in zip(cuts, cuts[1:]):
-            session.hashed_upto, session.hash_state = db.upto, db.state
+            # The session as a request read it before the last save: the
+            # feed, still there, says where the hash stands.
             feed = await _feed_request(ctx, session, data, start, end)
-            assert feed is not None
+            assert feed is not None and feed is (first or feed)
+            first = feed
             await feed.drained()
             assert db.upto == end and _saved_digest(db) == hashlib.sha256(data[:end]).digest()
-        assert hashfeed.active("feed-order") is None  # idle feeds close
+        assert hashfeed.active("feed-order") is first  # idle, it stays a while for the next request
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.skipif(not AVAILABLE, reason="no libcrypto")
+def test_an_idle_feed_closes_after_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hashfeed, "FEED_IDLE_S", 0.05)
+
+    async def scenario() -> None:
+        db, ctx, session = _fresh("feed-idle")
+        feed = await _feed_request(ctx, session, os.urandom(MIB), 0, MIB)
+        assert feed is not None
+        await feed.drained()
+        assert hashfeed.active("feed-idle") is feed
+        await asyncio.sleep(0.2)
+        assert hashfeed.active("feed-idle") is None and db.upto == MIB
 
     asyncio.run(scenario())
 
