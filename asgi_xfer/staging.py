@@ -54,6 +54,8 @@ pwritev = os.pwritev
 class _Feed(Protocol):
     async def submit(self, batch: list[bytes]) -> None: ...
 
+    def done_feeding(self, end: int) -> None: ...
+
 
 def _write_all(fd: int, chunks: list[bytes], offset: int) -> None:
     while chunks:
@@ -112,6 +114,17 @@ class BatchWriter:
             await self._wait_oldest()
         self.written = self.size
         self._close_hash_thread()
+
+    async def finish(self) -> None:
+        """`flush()`, letting batches in flight settle if it fails; then
+        tell the feed, if any, that this writer has handed it everything."""
+        try:
+            await self.flush()
+        except BaseException:
+            await self.settle()
+            raise
+        if self.feed is not None:
+            self.feed.done_feeding(self.start + self.size)
 
     async def _submit_batch(self) -> None:
         batch, self._batch, self._batch_bytes = self._batch, [], 0

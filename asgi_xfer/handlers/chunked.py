@@ -184,12 +184,10 @@ async def _write_chunk(ctx: Context, body: AsyncIterator[bytes], fd: int, sessio
                 if writer.size + len(chunk) > length:
                     raise BadRequest(f"chunk {index} longer than {length} bytes")
                 await writer.write(chunk)
-            await writer.flush()
         except BaseException:
             await writer.settle()
             raise
-        if feed is not None:
-            feed.done_feeding(offset + writer.size)
+        await writer.finish()
         if writer.size != length:
             raise BadRequest(f"chunk {index} must be {length} bytes, got {writer.size}")
         digests = writer.hashers.digests()

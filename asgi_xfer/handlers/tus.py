@@ -279,13 +279,7 @@ async def _append(ctx: Context, ex: Exchange, fd: int, session: Session, offset:
     try:
         writer = BatchWriter(fd, offset, Hashers([checksum[0]] if checksum else []), f"upload {session.id}", feed=feed)
         stop = await _receive(ctx, ex, writer, session.id, limit - offset)
-        try:
-            await writer.flush()
-        except BaseException:
-            await writer.settle()
-            raise
-        if feed is not None:
-            feed.done_feeding(offset + writer.size)
+        await writer.finish()
         received = writer.written
         if checksum is not None:
             if stop is not None:
