@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .app import XferApp
-    from .config import Settings
+    from .server.app import XferApp
+    from .server.config import Settings
 
 __all__ = ["Settings", "XferApp", "create_app"]
 
@@ -19,18 +19,18 @@ def create_app() -> XferApp:
     """The app from `XFER_*` variables, for `uvicorn --factory
     asgi_xfer:create_app`, `hypercorn 'asgi_xfer:create_app()'` (which looks
     the name up in this module's namespace, so it is a real function here)."""
-    from .app import create_app as create
+    from .server.app import create_app as create
 
     return create()
 
 
 def __getattr__(name: str) -> Any:
     if name == "XferApp":
-        from .app import XferApp
+        from .server.app import XferApp
 
         return XferApp
     if name == "Settings":
-        from .config import Settings
+        from .server.config import Settings
 
         return Settings
     raise AttributeError(f"module 'asgi_xfer' has no attribute {name!r}")

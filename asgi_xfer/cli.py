@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .config import Settings, settings_to_env
+from .server.config import Settings, settings_to_env
 
 # Connections waiting to be accepted: uvicorn's default, enough for bursts
 # of parallel segment downloads.
@@ -84,7 +84,7 @@ def _http_protocol() -> Any:
     """uvicorn's httptools protocol with the pathsend extension (sendfile),
     or uvicorn's default where httptools is missing."""
     try:
-        from .uvicornpathsend import PathsendHttpToolsProtocol
+        from .server.uvicornpathsend import PathsendHttpToolsProtocol
     except ImportError:
         return "auto"
     return PathsendHttpToolsProtocol

@@ -128,7 +128,7 @@ def main() -> None:
 
 
 def report(results: dict[str, list[tuple[float, float]]], rounds: int) -> None:
-    from asgi_xfer.crc32 import FAST
+    from asgi_xfer.protocol.crc32 import FAST
 
     speed = {label: statistics.median(r[0] for r in runs) for label, runs in results.items()}
     cpu = {label: statistics.median(r[1] for r in runs) for label, runs in results.items()}

@@ -22,7 +22,7 @@ from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.targets import BaseTarget
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from asgi_xfer.multipart import MultipartParser, PartData  # noqa: E402
+from asgi_xfer.protocol.multipart import MultipartParser, PartData  # noqa: E402
 
 BOUNDARY = b"----WebKitFormBoundary7MA4YWxkTrZu0gW"
 CONTENT_TYPE = "multipart/form-data; boundary=" + BOUNDARY.decode()

@@ -16,14 +16,14 @@ from email.utils import formatdate
 
 import pytest
 
-from asgi_xfer.archive import (
+from asgi_xfer.protocol.archiveplan import (
     BODY_NONE, BODY_STORED_ZIP, BODY_STREAMED, CRC_UPFRONT_MAX_BYTES, KIND_TAR, KIND_TAR_GZ, KIND_ZIP,
     KIND_ZIP_DEFLATE, ArchiveMember, ArchiveRequest, format_archive_etag, is_crc_upfront, parse_archive_kind,
     plan_archive, plan_crc_needs, tar_entries, zip_entries,
 )
-from asgi_xfer.errors import BadRequest, PreconditionFailed, RangeNotSatisfiable
-from asgi_xfer.tarwriter import TarWriter
-from asgi_xfer.zipwriter import ZipLayout, plan_stored_zip
+from asgi_xfer.protocol.errors import BadRequest, PreconditionFailed, RangeNotSatisfiable
+from asgi_xfer.protocol.tarwriter import TarWriter
+from asgi_xfer.protocol.zipwriter import ZipLayout, plan_stored_zip
 
 MTIME_NS = 1_700_000_000_123_456_789
 NOW = 1_800_000_000.0

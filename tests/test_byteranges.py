@@ -9,8 +9,8 @@ from email.policy import HTTP
 
 import pytest
 
-from asgi_xfer.byteranges import MultipartPlan, new_boundary, plan_byteranges
-from asgi_xfer.ranges import ByteRange
+from asgi_xfer.protocol.byteranges import MultipartPlan, new_boundary, plan_byteranges
+from asgi_xfer.protocol.ranges import ByteRange
 
 DATA = bytes(random.Random(9110).randrange(256) for _ in range(8000)) + b"\r\n--x\r\n"
 

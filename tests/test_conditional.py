@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from asgi_xfer.conditional import (
+from asgi_xfer.protocol.conditional import (
     Outcome,
     Validators,
     evaluate_if_range,
@@ -250,6 +250,6 @@ def test_format_then_parse_round_trips() -> None:
     ({}, False),
 ])
 def test_requires_absent(headers: dict[str, str], expected: bool) -> None:
-    from asgi_xfer.conditional import requires_absent
+    from asgi_xfer.protocol.conditional import requires_absent
 
     assert requires_absent(headers) is expected

@@ -6,7 +6,7 @@ import email
 
 import pytest
 
-from asgi_xfer.disposition import format_content_disposition, parse_content_disposition
+from asgi_xfer.protocol.disposition import format_content_disposition, parse_content_disposition
 
 
 def stdlib_ext_filename(value: str) -> str | None:

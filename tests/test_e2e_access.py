@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from asgi_xfer.signing import sign_link
+from asgi_xfer.protocol.signing import sign_link
 from conftest import need_tool, write_file
 from serverproc import ServerProc, start_cli
 

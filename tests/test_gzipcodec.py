@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from asgi_xfer.gzipcodec import GzipEncoder, accepts_gzip, is_compressible
+from asgi_xfer.protocol.gzipcodec import GzipEncoder, accepts_gzip, is_compressible
 
 TEXT = b"".join(b"line %d: the quick brown fox\r\n" % i for i in range(2000))
 NOISE = random.Random(1952).randbytes(50_000)

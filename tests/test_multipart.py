@@ -19,7 +19,7 @@ import python_multipart
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asgi_xfer.multipart import (
+from asgi_xfer.protocol.multipart import (
     MAX_BOUNDARY_BYTES,
     MAX_HEADER_BYTES,
     MAX_HEADERS,

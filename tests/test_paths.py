@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from asgi_xfer.errors import BadRequest, NotFound
-from asgi_xfer.paths import MAX_SEGMENT_BYTES, RelPath, format_url_path, parse_rel_path
+from asgi_xfer.protocol.errors import BadRequest, NotFound
+from asgi_xfer.protocol.paths import MAX_SEGMENT_BYTES, RelPath, format_url_path, parse_rel_path
 
 
 @pytest.mark.parametrize(("raw", "segments", "trailing"), [
@@ -51,14 +51,14 @@ def test_url_path_is_percent_encoded() -> None:
     ("测试 文件.txt", "测试 文件.txt"),
 ])
 def test_sanitize_filename(raw: str, name: str) -> None:
-    from asgi_xfer.paths import sanitize_filename
+    from asgi_xfer.protocol.paths import sanitize_filename
 
     assert sanitize_filename(raw) == name
 
 
 @pytest.mark.parametrize("raw", ["", "dir/", "..", ".", "a/..", ".xfer-tmp-1", "\x00\x01"])
 def test_sanitize_filename_refuses(raw: str) -> None:
-    from asgi_xfer.paths import sanitize_filename
+    from asgi_xfer.protocol.paths import sanitize_filename
 
     with pytest.raises(BadRequest):
         sanitize_filename(raw)

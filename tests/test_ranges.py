@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asgi_xfer.ranges import (
+from asgi_xfer.protocol.ranges import (
     MAX_RANGES,
     ByteRange,
     RangePlan,

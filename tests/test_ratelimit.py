@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from asgi_xfer.ratelimit import TokenBucket
+from asgi_xfer.protocol.ratelimit import TokenBucket
 
 RATE = 1_000_000.0  # bytes per second
 BURST = 256 * 1024

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from asgi_xfer.errors import PreconditionFailed, RangeNotSatisfiable
-from asgi_xfer.representation import (
+from asgi_xfer.protocol.errors import PreconditionFailed, RangeNotSatisfiable
+from asgi_xfer.protocol.representation import (
     BODY_FULL, BODY_GZIP, BODY_MULTIPART, BODY_NONE, BODY_RANGE,
     DownloadRequest, FileFacts, guess_content_type, plan_download,
 )

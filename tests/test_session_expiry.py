@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from asgi_xfer import Settings, XferApp
-from asgi_xfer import committer
+from asgi_xfer.storage import committer
 
 
 class Clock:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from asgi_xfer import hashfeed
-from asgi_xfer.sha256state import AVAILABLE, ResumableSha256
+from asgi_xfer.storage import hashfeed
+from asgi_xfer.protocol.sha256state import AVAILABLE, ResumableSha256
 
 MIB = 1 << 20
 

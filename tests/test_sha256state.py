@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from asgi_xfer import sha256state
-from asgi_xfer.sha256state import ResumableSha256
+from asgi_xfer.protocol import sha256state
+from asgi_xfer.protocol.sha256state import ResumableSha256
 
 pytestmark = pytest.mark.skipif(not sha256state.AVAILABLE, reason="no libcrypto")
 

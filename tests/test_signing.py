@@ -7,7 +7,7 @@ import string
 
 import pytest
 
-from asgi_xfer.signing import (
+from asgi_xfer.protocol.signing import (
     CLOCK_SKEW_ALLOWANCE_S,
     MAX_LINK_LIFETIME_S,
     sign_link,

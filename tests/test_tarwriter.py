@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from asgi_xfer.tarwriter import ArchiveError, TarEntry, TarWriter, plan_tar_size
+from asgi_xfer.protocol.tarwriter import ArchiveError, TarEntry, TarWriter, plan_tar_size
 
 MTIME = 1_700_000_000
 SEGMENTS = ["a", "dir", "ünïcødé", "日本語", "sp ace", "x" * 60, "y" * 99, "z" * 140]

@@ -1,4 +1,4 @@
-"""The tus 1.0.0 rules of `asgi_xfer.tus` as tables; expected values come
+"""The tus 1.0.0 rules of `asgi_xfer.protocol.tus` as tables; expected values come
 from the protocol text (https://tus.io/protocols/resumable-upload), quoted
 beside each table, never from our own output."""
 
@@ -9,8 +9,8 @@ import hashlib
 
 import pytest
 
-from asgi_xfer import tus
-from asgi_xfer.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType, XferError
+from asgi_xfer.protocol import tus
+from asgi_xfer.protocol.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType, XferError
 
 
 def b64(text: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from asgi_xfer.zipwriter import ArchiveError, ZipEntry, ZipLayout, ZipWriter, plan_stored_zip
+from asgi_xfer.protocol.zipwriter import ArchiveError, ZipEntry, ZipLayout, ZipWriter, plan_stored_zip
 
 MTIME = 1_700_000_000.0
 NAMES = ["a.txt", "dir/b.bin", "ünïcødé/日本語.txt", "sp ace/x", "emoji/🦆.dat", "deep/er/still/f"]

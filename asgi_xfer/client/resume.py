@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 
-from ..digests import parse_content_digest
-from ..errors import XferError
+from ..protocol.digests import parse_content_digest
+from ..protocol.errors import XferError
 
 CONTROL_VERSION = 1
 # Segments smaller than this are not worth a connection of their own.

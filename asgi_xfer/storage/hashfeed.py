@@ -35,9 +35,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from . import sessionhash
-from .context import Context
-from .sessions import Session
-from .sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
+from ..server.context import Context
+from .sqlite.sessions import Session
+from ..protocol.sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
 
 # Bytes waiting for the feed's thread before the request feeding it waits
 # (as a PUT's writer bounds its queue): memory stays flat, per upload. 16 MiB

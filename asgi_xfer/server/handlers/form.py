@@ -10,14 +10,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from ..context import Context
-from ..digests import Hashers, expected_digests, verify_digests
-from ..errors import BadRequest, Conflict, InsufficientStorage, PayloadTooLarge, translate_os_error
+from ...protocol.digests import Hashers, expected_digests, verify_digests
+from ...protocol.errors import BadRequest, Conflict, InsufficientStorage, PayloadTooLarge, translate_os_error
 from ..exchange import Exchange
 from ..formbody import iter_events
-from ..multipart import PartData, PartEnd, PartStart
-from ..paths import parse_rel_path, sanitize_filename
-from ..staging import STAGING_PREFIX, StagedFile, free_bytes, fsync_directory
-from ..store import format_etag
+from ...protocol.multipart import PartData, PartEnd, PartStart
+from ...protocol.paths import parse_rel_path, sanitize_filename
+from ...storage.staging import STAGING_PREFIX, StagedFile, free_bytes, fsync_directory
+from ...storage.disktree import format_etag
 from .upload import declared_length
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .beneath import BeneathOpener
-from .errors import Conflict, Forbidden, NotFound, translate_os_error
-from .paths import RESERVED_PREFIX, RelPath
+from ..protocol.errors import Conflict, Forbidden, NotFound, translate_os_error
+from ..protocol.paths import RESERVED_PREFIX, RelPath
 
 # O_PATH where the platform has it and /proc can reopen such an fd (Linux).
 _O_PATH = getattr(os, "O_PATH", 0) if os.path.isdir("/proc/self/fd") else 0

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 
 from aiofiles.os import wrap
 
-from .errors import Conflict
+from ..protocol.errors import Conflict
 
 # 1 MiB frames keep per-frame overhead (an ASGI message, a syscall) under 2%
 # at multi-GB/s; 64 KiB is the floor where that overhead starts to dominate.

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mutabl
 from typing import Any
 from urllib.parse import parse_qs
 
-from .errors import BadRequest, PayloadTooLarge, XferError
+from ..protocol.errors import BadRequest, PayloadTooLarge, XferError
 from .metrics import METRICS
 
 Scope = MutableMapping[str, Any]

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from .digests import Hashers
-from .errors import PreconditionFailed, translate_os_error
+from ..protocol.digests import Hashers
+from ..protocol.errors import PreconditionFailed, translate_os_error
 
 STAGING_PREFIX = ".xfer-tmp-"
 # Received chunks are gathered into batches of this size per thread hop, so

@@ -5,11 +5,11 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 from ..context import Context
-from ..errors import BadRequest
+from ...protocol.errors import BadRequest
 from ..exchange import Exchange
 from ..metrics import METRICS
-from ..paths import parse_rel_path
-from ..signing import MAX_LINK_LIFETIME_S, sign_link
+from ...protocol.paths import parse_rel_path
+from ...protocol.signing import MAX_LINK_LIFETIME_S, sign_link
 
 # An hour, like a typical pre-signed URL: long enough to start a large
 # download, short enough that a leaked link soon stops working.

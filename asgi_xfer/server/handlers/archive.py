@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 
-from ..archive import BODY_NONE, BODY_STORED_ZIP, ArchiveRequest, parse_archive_kind, plan_archive
-from ..archiveerrors import ArchiveError
-from ..archivesource import collect_sources
+from ...protocol.archiveplan import BODY_NONE, BODY_STORED_ZIP, ArchiveRequest, parse_archive_kind, plan_archive
+from ...protocol.archiveerrors import ArchiveError
+from ...storage.archivesource import collect_sources
 from ..context import Context
-from ..errors import Conflict
+from ...protocol.errors import Conflict
 from ..exchange import Exchange
 from ..metrics import METRICS
-from ..paths import parse_rel_path
+from ...protocol.paths import parse_rel_path
 from .archivebody import send_stored_zip, send_streamed
 from .pacing import Pacer
 

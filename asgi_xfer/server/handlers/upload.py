@@ -7,14 +7,14 @@ import errno
 import os
 import stat as stat_mod
 
-from ..conditional import Outcome, Validators, evaluate_preconditions, requires_absent
+from ...protocol.conditional import Outcome, Validators, evaluate_preconditions, requires_absent
 from ..context import Context
-from ..digests import expected_digests, verify_digests
-from ..errors import BadRequest, Conflict, InsufficientStorage, PayloadTooLarge, PreconditionFailed, translate_os_error
+from ...protocol.digests import expected_digests, verify_digests
+from ...protocol.errors import BadRequest, Conflict, InsufficientStorage, PayloadTooLarge, PreconditionFailed, translate_os_error
 from ..exchange import Exchange
-from ..paths import RelPath, parse_rel_path
-from ..staging import StagedFile, free_bytes, fsync_directory
-from ..store import format_etag
+from ...protocol.paths import RelPath, parse_rel_path
+from ...storage.staging import StagedFile, free_bytes, fsync_directory
+from ...storage.disktree import format_etag
 
 # Digits in a Content-Length: 20 covers 2**64; more is no length.
 MAX_LENGTH_DIGITS = 20

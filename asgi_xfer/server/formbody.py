@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, XferError
+from ..protocol.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, XferError
 from .exchange import Exchange
-from .multipart import Event, MultipartError, MultipartLimitError, MultipartParser, PartData, PartStart, parse_boundary
+from ..protocol.multipart import Event, MultipartError, MultipartLimitError, MultipartParser, PartData, PartStart, parse_boundary
 
 
 def is_form_data(ex: Exchange) -> bool:

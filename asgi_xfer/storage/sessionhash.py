@@ -18,9 +18,9 @@ import hashlib
 import os
 
 from . import hashfeed
-from .context import Context
-from .sessions import Session
-from .sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
+from ..server.context import Context
+from .sqlite.sessions import Session
+from ..protocol.sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
 
 # Bytes read per step when hashing from the staging file.
 HASH_READ_BYTES = 4 << 20

@@ -14,17 +14,17 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..chunking import parse_chunk_index, parse_sha256, plan_session
+from ...protocol.chunking import parse_chunk_index, parse_sha256, plan_session
 from ..context import Context
-from ..digests import Hashers, expected_digests, verify_digests
-from ..errors import BadRequest, ChecksumMismatch, Conflict, InsufficientStorage, NotFound, XferError
+from ...protocol.digests import Hashers, expected_digests, verify_digests
+from ...protocol.errors import BadRequest, ChecksumMismatch, Conflict, InsufficientStorage, NotFound, XferError
 from ..exchange import Exchange
-from ..filelocks import lock_region
+from ...storage.filelocks import lock_region
 from ..formbody import is_form_data, single_file_data
-from ..sessions import BUSY, COMPLETE, DONE, OPEN, Session
-from ..sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
-from ..staging import BatchWriter, free_bytes
-from .. import committer, hashfeed, sessionhash
+from ...storage.sqlite.sessions import BUSY, COMPLETE, DONE, OPEN, Session
+from ...protocol.sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
+from ...storage.staging import BatchWriter, free_bytes
+from ...storage import committer, hashfeed, sessionhash
 from .upload import declared_length, file_target
 
 # How long a request waits for another request writing the same chunk (a

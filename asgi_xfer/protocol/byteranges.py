@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from asgi_xfer.ranges import ByteRange, format_content_range
+from .ranges import ByteRange, format_content_range
 
 # 16 random bytes as 32 hex characters: 128 bits makes a collision with the
 # file's own bytes negligible, and hex only uses RFC 2046 bchars (no CR, no

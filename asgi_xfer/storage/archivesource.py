@@ -18,12 +18,12 @@ import stat as stat_mod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .archive import ArchiveMember
-from .archiveerrors import ArchiveError
-from .crc32 import crc32
-from .errors import PayloadTooLarge, translate_os_error
-from .paths import RESERVED_PREFIX, RelPath, is_utf8_name
-from .store import FileStore
+from ..protocol.archiveplan import ArchiveMember
+from ..protocol.archiveerrors import ArchiveError
+from ..protocol.crc32 import crc32
+from ..protocol.errors import PayloadTooLarge, translate_os_error
+from ..protocol.paths import RESERVED_PREFIX, RelPath, is_utf8_name
+from .disktree import FileStore
 
 # Entries in one archive. The plan and the central directory hold every
 # entry in memory (~300 bytes each with its zip records): 200,000 entries is

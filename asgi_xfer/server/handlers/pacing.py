@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ..ratelimit import TokenBucket
+from ...protocol.ratelimit import TokenBucket
 
 # Frames of at most 1/RATE_FRAMES_PER_S of a second's allowance keep a
 # rate-limited stream smooth instead of bursting a megabyte then sleeping.

@@ -16,17 +16,18 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import committer, hashfeed, sessionhash, tus
-from ..conditional import format_http_date
+from ...storage import committer, hashfeed, sessionhash
+from ...protocol import tus
+from ...protocol.conditional import format_http_date
 from ..context import Context
-from ..digests import Hashers
-from ..errors import BadRequest, Conflict, InsufficientStorage, MethodNotAllowed, NotFound, PayloadTooLarge, XferError
+from ...protocol.digests import Hashers
+from ...protocol.errors import BadRequest, Conflict, InsufficientStorage, MethodNotAllowed, NotFound, PayloadTooLarge, XferError
 from ..exchange import ClientDisconnected, Exchange
-from ..filelocks import lock_region, try_lock_region
-from ..paths import RelPath, parse_rel_path, sanitize_filename
-from ..sessions import COMPLETE, OPEN, WON, Session
-from ..sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
-from ..staging import BatchWriter, free_bytes
+from ...storage.filelocks import lock_region, try_lock_region
+from ...protocol.paths import RelPath, parse_rel_path, sanitize_filename
+from ...storage.sqlite.sessions import COMPLETE, OPEN, WON, Session
+from ...protocol.sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
+from ...storage.staging import BatchWriter, free_bytes
 from .chunked import owner_of
 
 # How long a new request waits for a stale writer to let go of an upload.

@@ -10,21 +10,21 @@ import asyncio
 import os
 import stat as stat_mod
 
-from ..byteranges import new_boundary
+from ...protocol.byteranges import new_boundary
 from ..context import Context
-from ..digests import format_digest_field, wants_sha256
-from ..errors import NotFound
+from ...protocol.digests import format_digest_field, wants_sha256
+from ...protocol.errors import NotFound
 from ..exchange import Exchange
-from ..filestream import BUDGET, iter_frames, read_at
-from ..gzipcodec import GzipEncoder
+from ...storage.filestream import BUDGET, iter_frames, read_at
+from ...protocol.gzipcodec import GzipEncoder
 from ..metrics import METRICS
-from ..paths import RelPath, format_url_path, is_utf8_name, parse_rel_path
+from ...protocol.paths import RelPath, format_url_path, is_utf8_name, parse_rel_path
 from .pacing import Pacer
-from ..representation import (
+from ...protocol.representation import (
     BODY_FULL, BODY_GZIP, BODY_MULTIPART, BODY_NONE, BODY_RANGE,
     DownloadPlan, DownloadRequest, FileFacts, plan_download,
 )
-from ..store import format_etag
+from ...storage.disktree import format_etag
 
 # gzip reads: big enough that the thread hop per frame is noise next to
 # compressing it, small enough to keep latency to the first byte low.

@@ -15,18 +15,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .auth import Access, authorize
+from ..protocol.auth import Access, authorize
 from .config import Settings, settings_from_env
-from . import committer
+from ..storage import committer
 from .context import Context
-from .errors import InternalError, MethodNotAllowed, NotFound, XferError
+from ..protocol.errors import InternalError, MethodNotAllowed, NotFound, XferError
 from .exchange import ClientDisconnected, Exchange, Receive, Scope, Send
-from .contentindex import ContentIndex
-from .database import Database
+from ..storage.sqlite.contentindex import ContentIndex
+from ..storage.sqlite.database import Database
 from .handlers import archive, chunked, download, form, ops, tus, upload
 from .metrics import METRICS
-from .sessions import SessionStore
-from .store import FileStore, read_or_create_secret
+from ..storage.sqlite.sessions import SessionStore
+from ..storage.disktree import FileStore, read_or_create_secret
 
 log = logging.getLogger("asgi_xfer")
 

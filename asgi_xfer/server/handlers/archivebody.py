@@ -18,18 +18,18 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 
-from ..archive import KIND_TAR_GZ, KIND_ZIP_DEFLATE, ArchivePlan, plan_crc_needs, tar_entries, zip_entries
-from ..archiveerrors import ArchiveError
-from ..archivesource import SourceFile, check_unchanged, open_source, read_crc32s
+from ...protocol.archiveplan import KIND_TAR_GZ, KIND_ZIP_DEFLATE, ArchivePlan, plan_crc_needs, tar_entries, zip_entries
+from ...protocol.archiveerrors import ArchiveError
+from ...storage.archivesource import SourceFile, check_unchanged, open_source, read_crc32s
 from ..context import Context
-from ..crc32 import FAST as FAST_CRC32, crc32
-from ..crccache import CrcCache
+from ...protocol.crc32 import FAST as FAST_CRC32, crc32
+from ...storage.sqlite.crccache import CrcCache
 from ..exchange import Exchange
 from .pacing import Pacer
-from ..filestream import FRAME_MAX_BYTES, iter_frames, read_at
-from ..gzipcodec import GZIP_LEVEL_DEFAULT, GzipEncoder
-from ..tarwriter import TarWriter
-from ..zipwriter import ZipLayout, ZipPiece, ZipWriter, plan_stored_zip
+from ...storage.filestream import FRAME_MAX_BYTES, iter_frames, read_at
+from ...protocol.gzipcodec import GZIP_LEVEL_DEFAULT, GzipEncoder
+from ...protocol.tarwriter import TarWriter
+from ...protocol.zipwriter import ZipLayout, ZipPiece, ZipWriter, plan_stored_zip
 
 log = logging.getLogger("asgi_xfer")
 

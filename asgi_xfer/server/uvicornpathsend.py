@@ -1,7 +1,7 @@
 """The ASGI `http.response.pathsend` and `http.response.zerocopysend`
 extensions for uvicorn, with sendfile(2).
 
-Owns: a uvicorn HTTP protocol (`--http asgi_xfer.uvicornpathsend:PathsendHttpToolsProtocol`,
+Owns: a uvicorn HTTP protocol (`--http asgi_xfer.server.uvicornpathsend:PathsendHttpToolsProtocol`,
 what `asgi-xfer serve` uses) that advertises both extensions in
 `scope["extensions"]` and answers them by sending file bytes from the
 kernel's page cache straight to the socket: pathsend a whole file by path,

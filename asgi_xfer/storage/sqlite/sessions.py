@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .chunking import ChunkPlan
+from ...protocol.chunking import ChunkPlan
 from .database import Database, transaction
 
 # Idle sessions expire after a day (SPEC), like tusd's default expiration.

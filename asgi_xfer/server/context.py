@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Settings
-from .contentindex import ContentIndex
-from .sessions import SessionStore
-from .store import FileStore
+from ..storage.sqlite.contentindex import ContentIndex
+from ..storage.sqlite.sessions import SessionStore
+from ..storage.disktree import FileStore
 
 
 @dataclass

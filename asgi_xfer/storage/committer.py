@@ -20,13 +20,13 @@ from dataclasses import replace
 from typing import Any
 
 from . import sessionhash
-from .context import Context
-from .errors import ChecksumMismatch, InsufficientStorage, XferError, translate_os_error
-from .paths import RelPath, parse_rel_path
-from .sessions import Session
+from ..server.context import Context
+from ..protocol.errors import ChecksumMismatch, InsufficientStorage, XferError, translate_os_error
+from ..protocol.paths import RelPath, parse_rel_path
+from .sqlite.sessions import Session
 from .staging import STAGING_PREFIX, fsync_directory
-from .store import format_etag
-from .tus import numbered_name
+from .disktree import format_etag
+from ..protocol.tus import numbered_name
 
 # Bytes read per step when copying partials into a concatenation.
 COPY_READ_BYTES = 4 << 20
