@@ -14,12 +14,19 @@ missing=()
 for i in "${!want[@]}"; do
   command -v "${want[$i]}" >/dev/null 2>&1 || [ -x "/usr/sbin/${want[$i]}" ] || missing+=("${pkgs[$i]}")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" != 0 ]; then
-  echo "install-tools: not root; missing: ${missing[*]} (tests needing them will fail)" >&2
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-tools: not root; missing: ${missing[*]} (tests needing them will fail)" >&2
+  else
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    echo "install-tools: installed ${missing[*]}"
+  fi
 fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "install-tools: installed ${missing[*]}"
+# What a capability adds (a database server, a browser, a DAV client...):
+# one script each, so that they stay out of each other's way.
+for extra in "$(dirname "$0")"/install.d/*.sh; do
+  [ -e "$extra" ] && bash "$extra"
+done
+exit 0

@@ -71,7 +71,7 @@ def test_500_never_echoes_internals(app: XferApp, monkeypatch: pytest.MonkeyPatc
     def boom(rel: object) -> None:
         raise RuntimeError("secret detail /srv/private/path")
 
-    monkeypatch.setattr(app.ctx.store, "open_read", boom)
+    monkeypatch.setattr(app.ctx.tree, "open_read", boom)
     status, headers, body = asyncio.run(_call(app, _scope("GET", "/files/a.txt")))
     assert status == 500 and headers["content-type"] == "application/json"
     assert b"secret" not in body and json.loads(body)["error"]["code"] == "internal_error"

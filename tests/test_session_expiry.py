@@ -25,7 +25,7 @@ def test_idle_session_expires_and_is_swept(tmp_path: Path) -> None:
     async def scenario() -> None:
         session = await ctx.sessions.create(kind="chunked", path="a.bin", size=10, chunk_size=65536,
                                             sha256=None, owner="t", now=clock())
-        await committer.allocate_staging(ctx.sessions.staging_path(session.id), 10)
+        await committer.allocate_staging(ctx.tree.session_staging_path(session.id), 10)
         clock.now += 1800
         await ctx.sessions.mark_chunk(session.id, 0, None, clock())  # activity restarts the idle timer
         clock.now += 3000
@@ -34,6 +34,6 @@ def test_idle_session_expires_and_is_swept(tmp_path: Path) -> None:
         clock.now += 700
         assert await ctx.sessions.get(session.id, clock()) is None
         assert await committer.sweep_expired(ctx) == 1
-        assert not Path(ctx.sessions.staging_path(session.id)).exists()
+        assert not Path(ctx.tree.session_staging_path(session.id)).exists()
 
     asyncio.run(scenario())

@@ -42,7 +42,8 @@ class _FakeSessions:
 
 
 def _ctx(sessions: _FakeSessions) -> Any:
-    return SimpleNamespace(sessions=sessions, background=asyncio.ensure_future, clock=lambda: 0.0)
+    return SimpleNamespace(sessions=sessions, tree=SimpleNamespace(session_staging_path=sessions.staging_path),
+                           background=asyncio.ensure_future, clock=lambda: 0.0)
 
 
 def _fresh(sid: str, staging: str = "/nonexistent") -> tuple[_FakeSessions, Any, Any]:

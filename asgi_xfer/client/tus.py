@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import HTTPStatusError, RemoteProtocolError
 from .models import parse_url
-from .upload import UploadJob, UploadResult, read_chunk
+from .uploadjob import UploadJob, UploadResult, read_chunk
 from .uploadplan import fingerprint_tus_upload, format_upload_checksum, format_upload_metadata
 
 TUS_VERSION = "1.0.0"

@@ -14,9 +14,9 @@ import enum
 import functools
 import re
 import time
-from typing import NamedTuple
 from collections.abc import Mapping
 from email.utils import formatdate
+from typing import NamedTuple
 
 # §5.6.7: rfc850-date has a two-digit year; a recipient MUST read one that
 # "appears to be more than 50 years in the future" as the most recent past

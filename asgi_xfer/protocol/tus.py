@@ -16,7 +16,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import BadRequest, Conflict, Forbidden, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType, XferError
+from .errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    PayloadTooLarge,
+    PreconditionFailed,
+    UnsupportedMediaType,
+    XferError,
+)
 
 TUS_VERSION = "1.0.0"
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"

@@ -16,17 +16,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..protocol.auth import Access, authorize
-from .config import Settings, settings_from_env
-from ..storage import committer
-from .context import Context
 from ..protocol.errors import InternalError, MethodNotAllowed, NotFound, XferError
+from ..storage import committer
+from ..storage.disktree import DiskTree
+from ..storage.sqlite import SqliteState
+from .config import Settings, settings_from_env
+from .context import Context
 from .exchange import ClientDisconnected, Exchange, Receive, Scope, Send
-from ..storage.sqlite.contentindex import ContentIndex
-from ..storage.sqlite.database import Database
 from .handlers import archive, chunked, download, form, ops, tus, upload
 from .metrics import METRICS
-from ..storage.sqlite.sessions import SessionStore
-from ..storage.disktree import FileStore, read_or_create_secret
 
 log = logging.getLogger("asgi_xfer")
 
@@ -117,13 +115,12 @@ class XferApp:
             settings = replace(settings, tokens=(self.generated_token,))
             log.warning("asgi-xfer: no token configured; generated access token: %s", self.generated_token)
         settings.root.mkdir(parents=True, exist_ok=True)
-        store = FileStore(settings.root)
-        store.ensure_layout()
+        tree = DiskTree(settings.root)
+        tree.ensure_layout()
         self.settings = settings
-        db = Database(store.state_dir)
-        sessions = SessionStore(db, store.state_dir, settings.session_ttl_s)
-        self.ctx = Context(settings, store, read_or_create_secret(store.state_dir), sessions, ContentIndex(db), clock)
-        METRICS.open_sessions = sessions.count_open
+        state = SqliteState(tree.state_dir, settings.session_ttl_s)
+        self.ctx = Context(settings, tree, state, clock)
+        METRICS.open_sessions = state.sessions.count_open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

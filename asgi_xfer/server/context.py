@@ -1,7 +1,8 @@
-"""What every handler may use: settings, storage, sessions, the signing key, the clock.
+"""What every handler may use: settings, the files tree, the state, the clock.
 
 Owns: the bundle, built once per app by `XferApp`, and the set of background
-tasks (kept referenced so they are not collected mid-flight).
+tasks (kept referenced so they are not collected mid-flight). It satisfies
+`storage.backends.Backends`, which is all that storage code asks of it.
 """
 
 from __future__ import annotations
@@ -12,21 +13,34 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..storage.state import ContentIndex, CrcCache, SessionStore, StateBackend
+from ..storage.tree import FilesTree
 from .config import Settings
-from ..storage.sqlite.contentindex import ContentIndex
-from ..storage.sqlite.sessions import SessionStore
-from ..storage.disktree import FileStore
 
 
 @dataclass
 class Context:
     settings: Settings
-    store: FileStore
-    secret: bytes
-    sessions: SessionStore
-    index: ContentIndex
+    tree: FilesTree
+    state: StateBackend
     clock: Callable[[], float] = field(default=time.time)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def sessions(self) -> SessionStore:
+        return self.state.sessions
+
+    @property
+    def index(self) -> ContentIndex:
+        return self.state.index
+
+    @property
+    def crcs(self) -> CrcCache:
+        return self.state.crcs
+
+    @property
+    def secret(self) -> bytes:
+        return self.state.signing_key()
 
     def background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)

@@ -11,8 +11,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from ..protocol.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, XferError
+from ..protocol.multipart import (
+    Event,
+    MultipartError,
+    MultipartLimitError,
+    MultipartParser,
+    PartData,
+    PartStart,
+    parse_boundary,
+)
 from .exchange import Exchange
-from ..protocol.multipart import Event, MultipartError, MultipartLimitError, MultipartParser, PartData, PartStart, parse_boundary
 
 
 def is_form_data(ex: Exchange) -> bool:

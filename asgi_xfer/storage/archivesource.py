@@ -1,7 +1,7 @@
 """What goes into an archive, read from the files tree under ROOT.
 
 Owns: walking the requested directories (or `?path=` list) into a sorted list
-of `SourceFile`s under the FileStore rules -- `.xfer*` never included at any
+of `SourceFile`s under the files-tree rules -- `.xfer*` never included at any
 depth, links that resolve outside ROOT (or into `.xfer`) never followed nor
 included, link cycles cut, only regular files and directories -- and, at
 send time, opening each file again and checking it still has the size and
@@ -18,12 +18,12 @@ import stat as stat_mod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..protocol.archiveplan import ArchiveMember
 from ..protocol.archiveerrors import ArchiveError
+from ..protocol.archiveplan import ArchiveMember
 from ..protocol.crc32 import crc32
 from ..protocol.errors import PayloadTooLarge, translate_os_error
 from ..protocol.paths import RESERVED_PREFIX, RelPath, is_utf8_name
-from .disktree import FileStore
+from .tree import FilesTree
 
 # Entries in one archive. The plan and the central directory hold every
 # entry in memory (~300 bytes each with its zip records): 200,000 entries is
@@ -51,7 +51,7 @@ class SourceFile:
 
 
 class _Walk:
-    def __init__(self, store: FileStore) -> None:
+    def __init__(self, store: FilesTree) -> None:
         self.store = store
         self.root_prefix = str(store.root).rstrip("/") + "/"
         self.out: list[SourceFile] = []
@@ -101,7 +101,7 @@ class _Walk:
             return None
 
 
-def collect_sources(store: FileStore, base: RelPath, paths: Sequence[RelPath]) -> list[SourceFile]:
+def collect_sources(store: FilesTree, base: RelPath, paths: Sequence[RelPath]) -> list[SourceFile]:
     """The entries of `/archive/{base}` (named from base's own name; ROOT's
     contents unprefixed), or of each `?path=` below base (named by that path),
     in a deterministic order: paths sorted, each tree depth-first with its

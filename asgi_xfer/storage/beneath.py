@@ -1,6 +1,6 @@
 """Opening a path strictly beneath a directory in one syscall (Linux openat2).
 
-Owns: the fast path of `FileStore.open_read`. RESOLVE_BENEATH makes the
+Owns: the fast path of `DiskTree.open_read`. RESOLVE_BENEATH makes the
 kernel refuse any escape (`..`, absolute paths) and RESOLVE_NO_SYMLINKS any
 symlink, so a path that opens this way is inside ROOT, with no link that
 could reach `.xfer` or beyond: the `/proc/self/fd` readlink check and the

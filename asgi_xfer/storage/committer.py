@@ -19,14 +19,14 @@ import shutil
 from dataclasses import replace
 from typing import Any
 
-from . import sessionhash
-from ..server.context import Context
 from ..protocol.errors import ChecksumMismatch, InsufficientStorage, XferError, translate_os_error
 from ..protocol.paths import RelPath, parse_rel_path
-from .sqlite.sessions import Session
-from .staging import STAGING_PREFIX, fsync_directory
-from .disktree import format_etag
 from ..protocol.tus import numbered_name
+from . import sessionhash
+from .backends import Backends
+from .filehash import sha256_file
+from .staging import STAGING_PREFIX, fsync_directory
+from .state import Session
 
 # Bytes read per step when copying partials into a concatenation.
 COPY_READ_BYTES = 4 << 20
@@ -74,13 +74,13 @@ async def allocate_staging(path: str, size: int) -> None:
         raise translate_os_error(exc, "upload staging") from None
 
 
-async def commit_session(ctx: Context, session: Session, claimed: str | None = None) -> Session:
+async def commit_session(ctx: Backends, session: Session, claimed: str | None = None) -> Session:
     """All chunks are in and this caller holds the commit claim: verify,
     rename into place, record. On failure the session is open again."""
     try:
-        staging = ctx.sessions.staging_path(session.id)
+        staging = ctx.tree.session_staging_path(session.id)
         rel = parse_rel_path(session.path)
-        target, _ = ctx.store.target_for_write(rel)
+        target, _ = ctx.tree.target_for_write(rel)
         if os.path.exists(staging):
             digest = await sessionhash.final_digest(ctx, session)
             for expected in (session.sha256, claimed):
@@ -90,9 +90,9 @@ async def commit_session(ctx: Context, session: Session, claimed: str | None = N
         else:
             # A crash after the rename, before the database said so: the file
             # is in place; its digest is whatever it holds.
-            digest = await asyncio.get_running_loop().run_in_executor(None, sessionhash.sha256_file, target)
+            digest = await asyncio.get_running_loop().run_in_executor(None, sha256_file, target)
         st = os.stat(target)
-        result = {"path": session.path, "size": st.st_size, "sha256": digest, "etag": format_etag(st)}
+        result = {"path": session.path, "size": st.st_size, "sha256": digest, "etag": ctx.tree.etag(st)}
         await ctx.index.record(digest, session.path, st)
         await ctx.sessions.finish_commit(session.id, result, ctx.clock())
     except BaseException:
@@ -111,22 +111,22 @@ def _rename_durably(staging: str, target: str) -> None:
     fsync_directory(os.path.dirname(target))
 
 
-async def drop_session(ctx: Context, sid: str) -> None:
+async def drop_session(ctx: Backends, sid: str) -> None:
     try:
-        os.unlink(ctx.sessions.staging_path(sid))
+        os.unlink(ctx.tree.session_staging_path(sid))
     except FileNotFoundError:
         pass
     await ctx.sessions.delete(sid)
 
 
-async def instant_commit(ctx: Context, sha256: str, size: int, rel: Any) -> dict[str, Any] | None:
+async def instant_commit(ctx: Backends, sha256: str, size: int, rel: Any) -> dict[str, Any] | None:
     """If a stored file has this content, put it at `rel` without a byte
     sent (a hard link: both names share the bytes, and since every write
     here replaces a file by rename, neither can change the other)."""
     src = None
     for src_rel, src_size, src_mtime in await ctx.index.candidates(sha256):
         try:
-            path = ctx.store.resolve(parse_rel_path(src_rel))
+            path = ctx.tree.resolve(parse_rel_path(src_rel))
             st: os.stat_result | None = os.stat(path)
         except (OSError, XferError):
             st = None
@@ -136,14 +136,14 @@ async def instant_commit(ctx: Context, sha256: str, size: int, rel: Any) -> dict
         await ctx.index.forget(sha256, src_rel)  # changed or gone since: not that content any more
     if src is None:
         return None
-    target, _ = ctx.store.target_for_write(rel)
+    target, _ = ctx.tree.target_for_write(rel)
     try:
         await asyncio.get_running_loop().run_in_executor(None, _link_into_place, src, target)
     except OSError as exc:
         raise translate_os_error(exc, rel.text) from None
     tst = os.stat(target)
     await ctx.index.record(sha256, rel.text, tst)
-    return {"path": rel.text, "size": tst.st_size, "sha256": sha256, "etag": format_etag(tst)}
+    return {"path": rel.text, "size": tst.st_size, "sha256": sha256, "etag": ctx.tree.etag(tst)}
 
 
 def _link_into_place(src: str, target: str) -> None:
@@ -167,14 +167,14 @@ def _link_into_place(src: str, target: str) -> None:
 _last_sweep = 0.0
 
 
-async def sweep_expired(ctx: Context) -> int:
+async def sweep_expired(ctx: Backends) -> int:
     expired = await ctx.sessions.expired_ids(ctx.clock())
     for sid in expired:
         await drop_session(ctx, sid)
     return len(expired)
 
 
-def maybe_sweep(ctx: Context) -> None:
+def maybe_sweep(ctx: Backends) -> None:
     global _last_sweep
     now = ctx.clock()
     if now - _last_sweep >= SWEEP_INTERVAL_S:
@@ -198,10 +198,10 @@ def _link_new_name(staging: str, directory: str, name: str) -> str:
     raise FileExistsError(name)
 
 
-async def commit_new_file(ctx: Context, session: Session, staging: str, rel: Any, digest: str) -> dict[str, Any]:
+async def commit_new_file(ctx: Backends, session: Session, staging: str, rel: Any, digest: str) -> dict[str, Any]:
     """Commit a finished tus upload at `rel` (or a numbered variant of its
     name); record it; return the result the session keeps."""
-    directory, _ = ctx.store.directory_for_write(RelPath(rel.segments[:-1], True))
+    directory, _ = ctx.tree.directory_for_write(RelPath(rel.segments[:-1], True))
     try:
         await asyncio.get_running_loop().run_in_executor(None, _fsync_path, staging)
         name = await asyncio.get_running_loop().run_in_executor(None, _link_new_name, staging, directory, rel.name)
@@ -210,7 +210,7 @@ async def commit_new_file(ctx: Context, session: Session, staging: str, rel: Any
     path = "/".join((*rel.segments[:-1], name))
     st = os.stat(os.path.join(directory, name))
     await ctx.index.record(digest, path, st)
-    return {"path": path, "size": st.st_size, "sha256": digest, "etag": format_etag(st)}
+    return {"path": path, "size": st.st_size, "sha256": digest, "etag": ctx.tree.etag(st)}
 
 
 def _fsync_path(path: str) -> None:

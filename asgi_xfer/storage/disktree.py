@@ -1,22 +1,25 @@
-"""The files tree on local disk: resolving checked paths, stat, open, listing.
+"""The files tree on local disk: the `FilesTree` of `storage.tree`.
 
 Owns: the mapping from a `RelPath` to a file under ROOT, the refusal of
 symlinks that resolve outside ROOT, validators (ETag, Last-Modified) derived
-from a stat, and the signing secret kept in `ROOT/.xfer/`. Must not: speak
-HTTP; it raises `XferError`s, translated from `OSError` here where they enter.
+from a stat, where uploads are staged (beside their target; sessions under
+`ROOT/.xfer/uploads/`), removal, and free space. Must not: speak HTTP; it
+raises `XferError`s, translated from `OSError` here where they enter.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import secrets
 import stat as stat_mod
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-from .beneath import BeneathOpener
 from ..protocol.errors import Conflict, Forbidden, NotFound, translate_os_error
 from ..protocol.paths import RESERVED_PREFIX, RelPath
+from .beneath import BeneathOpener
+from .staging import free_bytes, fsync_directory
+from .tree import Entry
 
 # O_PATH where the platform has it and /proc can reopen such an fd (Linux).
 _O_PATH = getattr(os, "O_PATH", 0) if os.path.isdir("/proc/self/fd") else 0
@@ -25,8 +28,8 @@ _O_PATH = getattr(os, "O_PATH", 0) if os.path.isdir("/proc/self/fd") else 0
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 STATE_DIR = ".xfer"
-SECRET_FILE = "secret.key"
-SECRET_BYTES = 32
+# Session staging files, one per upload session, under the state directory.
+SESSION_STAGING_DIR = "uploads"
 
 
 def format_etag(st: os.stat_result) -> str:
@@ -35,16 +38,11 @@ def format_etag(st: os.stat_result) -> str:
     return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
 
 
-@dataclass(frozen=True)
-class Entry:
-    name: str
-    is_dir: bool
-    size: int
-    mtime: float
-    etag: str
+class DiskTree:
+    # Capability: `open_read` gives an OS file descriptor and `resolve` a real
+    # path, so responses go by sendfile (pathsend, zero-copy send).
+    zero_copy = True
 
-
-class FileStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(os.path.realpath(root))
         self._root_text = str(self.root)
@@ -55,8 +53,24 @@ class FileStore:
     def state_dir(self) -> Path:
         return self.root / STATE_DIR
 
+    @property
+    def session_staging_dir(self) -> Path:
+        return self.state_dir / SESSION_STAGING_DIR
+
     def ensure_layout(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.session_staging_dir.mkdir(parents=True, exist_ok=True)
+
+    def session_staging_path(self, sid: str) -> str:
+        """The one staging file of upload session `sid`: chunks and PATCHes
+        are written into it in place; `complete` renames it to the target."""
+        return str(self.session_staging_dir / f"{sid}.part")
+
+    def etag(self, st: os.stat_result) -> str:
+        return format_etag(st)
+
+    def free_bytes(self) -> int:
+        """Free space where session staging files grow."""
+        return free_bytes(str(self.session_staging_dir))
 
     def resolve(self, rel: RelPath) -> str:
         """The absolute path for `rel`, refusing symlinks that leave ROOT."""
@@ -210,27 +224,20 @@ class FileStore:
             return None
         return Entry(item.name, is_dir, 0 if is_dir else st.st_size, st.st_mtime, format_etag(st))
 
-
-def read_or_create_secret(state_dir: Path) -> bytes:
-    """The HMAC key for signed links, shared by all workers and restarts.
-
-    Created once with O_EXCL semantics (write a temp file, hard-link it into
-    place) so that workers starting together agree on one key.
-    """
-    state_dir.mkdir(parents=True, exist_ok=True)
-    final = state_dir / SECRET_FILE
-    if not final.exists():
-        tmp = state_dir / f"{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    def delete(self, rel: RelPath, check: Callable[[os.stat_result | None], None]) -> None:
+        """Remove the file (or empty directory) at `rel` itself, not what a
+        link there points to; `check` sees its stat first (None for a
+        directory: it has no validators) and may refuse."""
+        path, st = self.lexical_path(rel)
+        is_dir = stat_mod.S_ISDIR(st.st_mode)
+        check(None if is_dir else st)
         try:
-            os.write(fd, secrets.token_bytes(SECRET_BYTES))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, final)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-    return final.read_bytes()
+            if is_dir:
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+            fsync_directory(os.path.dirname(path))
+        except OSError as exc:
+            if is_dir and exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise Conflict(f"directory {rel.text} is not empty") from None
+            raise translate_os_error(exc, rel.text) from None

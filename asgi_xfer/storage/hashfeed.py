@@ -31,13 +31,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
-from . import sessionhash
-from ..server.context import Context
-from .sqlite.sessions import Session
-from ..protocol.sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
+from ..protocol.sha256state import AVAILABLE as RESUMABLE_HASH
+from ..protocol.sha256state import ResumableSha256
+from .backends import Backends
+from .filehash import update_from_file
+from .state import Session
 
 # Bytes waiting for the feed's thread before the request feeding it waits
 # (as a PUT's writer bounds its queue): memory stays flat, per upload. 16 MiB
@@ -68,9 +70,11 @@ class _Mark(NamedTuple):
 
 
 class HashFeed:
-    def __init__(self, ctx: Context, sid: str, upto: int, state: bytes) -> None:
+    def __init__(self, ctx: Backends, sid: str, upto: int, state: bytes,
+                 on_close: Callable[[str], None] | None = None) -> None:
         self.ctx, self.sid = ctx, sid
-        self.path = ctx.sessions.staging_path(sid)
+        self._on_close = on_close
+        self.path = ctx.tree.session_staging_path(sid)
         self.fed = upto  # bytes handed to the thread
         self.saved = upto  # bytes the saved state covers
         self.feeding_end: int | None = None  # the end of the request feeding now
@@ -190,7 +194,7 @@ class HashFeed:
 
     def _update_from_file(self, start: int, end: int) -> None:
         try:
-            sessionhash.update_from_file(self._hash, self.path, start, end)
+            update_from_file(self._hash, self.path, start, end)
         except BaseException:
             self._failed = True  # the hash holds part of [start, end): no state after this is good
             raise
@@ -286,8 +290,9 @@ class HashFeed:
             self._thread.shutdown(wait=False)
             self._notify()
             # Bytes beyond what the feed took in (another worker's, a gap
-            # that closed later) are the catch-up's.
-            sessionhash.schedule_hash_catch_up(self.ctx, self.sid)
+            # that closed later) are the catch-up's (sessionhash).
+            if self._on_close is not None:
+                self._on_close(self.sid)
 
     def _notify(self) -> None:
         turn, self._turn = self._turn, asyncio.Event()
@@ -301,7 +306,8 @@ def active(sid: str) -> HashFeed | None:
     return _feeds.get(sid)
 
 
-async def claim(ctx: Context, session: Session, start: int, end: int, *, line_up: bool) -> HashFeed | None:
+async def claim(ctx: Backends, session: Session, start: int, end: int, *, line_up: bool,
+                on_close: Callable[[str], None] | None = None) -> HashFeed | None:
     """Announce a request for [start, end) and, if it can feed the hash as
     its bytes arrive, return the feed it must feed (then `done_feeding`),
     after waiting for its turn when `line_up`. Either way the request must
@@ -312,7 +318,7 @@ async def claim(ctx: Context, session: Session, start: int, end: int, *, line_up
     if feed is None:
         if session.hashed_upto != start:
             return None
-        feed = _feeds[session.id] = HashFeed(ctx, session.id, start, session.hash_state)
+        feed = _feeds[session.id] = HashFeed(ctx, session.id, start, session.hash_state, on_close)
     if feed.broken:
         return None
     feed.touch()

@@ -13,17 +13,15 @@ reports. Must not: parse requests or commit files.
 from __future__ import annotations
 
 import asyncio
-import errno
-import hashlib
-import os
+from collections.abc import Callable
 
+from ..protocol.sha256state import AVAILABLE as RESUMABLE_HASH
+from ..protocol.sha256state import ResumableSha256
 from . import hashfeed
-from ..server.context import Context
-from .sqlite.sessions import Session
-from ..protocol.sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
+from .backends import Backends
+from .filehash import hash_region, sha256_file
+from .state import Session
 
-# Bytes read per step when hashing from the staging file.
-HASH_READ_BYTES = 4 << 20
 # The catch-up records its progress after this many bytes: a crash loses
 # at most this much hashing.
 HASH_STEP_BYTES = 32 << 20
@@ -33,33 +31,7 @@ HASH_STEP_BYTES = 32 << 20
 _catching_up: dict[str, asyncio.Future[None]] = {}
 
 
-def hash_region(path: str, start: int, end: int, state: bytes | None) -> bytes:
-    """Resume `state` over bytes [start, end) of the file; the new state."""
-    h = ResumableSha256(state)
-    update_from_file(h, path, start, end)
-    return h.state()
-
-
-def update_from_file(h: ResumableSha256, path: str, start: int, end: int) -> None:
-    """Feed bytes [start, end) of the file to `h`."""
-    # One buffer reused for every read: a fresh 4 MiB bytes object per read
-    # made glibc raise its mmap threshold and keep ~40 MiB more resident.
-    buffer = bytearray(min(HASH_READ_BYTES, max(end - start, 1)))
-    view = memoryview(buffer)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        pos = start
-        while pos < end:
-            n = os.preadv(fd, [view[: min(len(buffer), end - pos)]], pos)
-            if not n:
-                raise OSError(errno.EIO, "staging file shorter than its session")
-            h.update_from(buffer, n)
-            pos += n
-    finally:
-        os.close(fd)
-
-
-async def catch_up_hash(ctx: Context, sid: str) -> Session | None:
+async def catch_up_hash(ctx: Backends, sid: str) -> Session | None:
     """Advance the running hash over every byte received without a gap."""
     loop = asyncio.get_running_loop()
     while True:
@@ -73,7 +45,7 @@ async def catch_up_hash(ctx: Context, sid: str) -> Session | None:
             return session
         end = min(limit, start + HASH_STEP_BYTES)
         state = await loop.run_in_executor(
-            None, hash_region, ctx.sessions.staging_path(sid), start, end, session.hash_state)
+            None, hash_region, ctx.tree.session_staging_path(sid), start, end, session.hash_state)
         # Lost the race: someone else moved the hash on; look again (their
         # progress bounds the loop), unless nothing moved at all.
         if not await ctx.sessions.advance_hash(sid, start, end, state):
@@ -82,7 +54,7 @@ async def catch_up_hash(ctx: Context, sid: str) -> Session | None:
                 return latest
 
 
-def schedule_hash_catch_up(ctx: Context, sid: str) -> None:
+def schedule_hash_catch_up(ctx: Backends, sid: str) -> None:
     """In the background, one per session per process; a failure here only
     means the commit hashes more itself."""
     running = _catching_up.get(sid)
@@ -100,7 +72,14 @@ def schedule_hash_catch_up(ctx: Context, sid: str) -> None:
     _catching_up[sid] = ctx.background(run())
 
 
-async def final_digest(ctx: Context, session: Session) -> str:
+async def claim_feed(ctx: Backends, session: Session, start: int, end: int, *, line_up: bool) -> hashfeed.HashFeed | None:
+    """`hashfeed.claim` for a request's bytes; bytes the feed does not take
+    in before it closes are this module's catch-up's."""
+    on_close: Callable[[str], None] = lambda sid: schedule_hash_catch_up(ctx, sid)
+    return await hashfeed.claim(ctx, session, start, end, line_up=line_up, on_close=on_close)
+
+
+async def final_digest(ctx: Backends, session: Session) -> str:
     """The session's sha256 once every byte is in: what the running hash
     has not covered yet is hashed now."""
     feed = hashfeed.active(session.id)
@@ -115,12 +94,4 @@ async def final_digest(ctx: Context, session: Session) -> str:
         if caught.hashed_upto == (caught.size or 0) and caught.hash_state is not None:
             return ResumableSha256(caught.hash_state).digest().hex()
     # No resumable state: one full read of the staging file.
-    return await asyncio.get_running_loop().run_in_executor(None, sha256_file, ctx.sessions.staging_path(session.id))
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_READ_BYTES):
-            h.update(chunk)
-    return h.hexdigest()
+    return await asyncio.get_running_loop().run_in_executor(None, sha256_file, ctx.tree.session_staging_path(session.id))

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from ..protocol.digests import Hashers
-from ..protocol.errors import PreconditionFailed, translate_os_error
+from ..protocol.errors import Conflict, PreconditionFailed, translate_os_error
 
 STAGING_PREFIX = ".xfer-tmp-"
 # Received chunks are gathered into batches of this size per thread hop, so
@@ -266,3 +266,39 @@ def fsync_directory(path: str) -> None:
 def free_bytes(directory: str) -> int:
     st = os.statvfs(directory)
     return st.f_bavail * st.f_frsize
+
+
+def commit_all(parts: list[tuple[StagedFile, str]], overwrite: bool) -> None:
+    """Rename every staged file to its target, all or nothing: if one fails,
+    put back what was there (a multipart POST commits no part or every part)."""
+    done: list[tuple[str, str | None]] = []
+    try:
+        for staged, target in parts:
+            backup = None
+            if overwrite and os.path.lexists(target):
+                backup = os.path.join(os.path.dirname(target), f"{STAGING_PREFIX}{secrets.token_hex(8)}")
+                os.link(target, backup)
+                os.replace(staged.path, target)
+            else:
+                os.link(staged.path, target)  # fails if it appeared meanwhile
+                os.unlink(staged.path)
+            done.append((target, backup))
+    except BaseException as exc:
+        for target, backup in reversed(done):
+            if backup is not None:
+                os.replace(backup, target)
+            else:
+                os.unlink(target)
+        for _, backup in done:
+            if backup is not None and os.path.lexists(backup):
+                os.unlink(backup)
+        if isinstance(exc, FileExistsError):
+            raise Conflict("a file appeared at a target while the form was uploading") from None
+        if isinstance(exc, OSError):
+            raise translate_os_error(exc, "form upload") from None
+        raise
+    for _, backup in done:
+        if backup is not None:
+            os.unlink(backup)
+    for directory in {os.path.dirname(target) for _, target in parts}:
+        fsync_directory(directory)

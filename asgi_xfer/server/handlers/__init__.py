@@ -1,1 +1,3 @@
-"""One small handler per resource: parse, ask a pure core, do the I/O, send."""
+"""One small module per resource: `/files/` (download, upload, form),
+`/uploads` (chunked), `/tus/` (tus), `/archive/` (archive, archivebody),
+and the operational routes (ops)."""

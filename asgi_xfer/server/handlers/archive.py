@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 
-from ...protocol.archiveplan import BODY_NONE, BODY_STORED_ZIP, ArchiveRequest, parse_archive_kind, plan_archive
 from ...protocol.archiveerrors import ArchiveError
+from ...protocol.archiveplan import BODY_NONE, BODY_STORED_ZIP, ArchiveRequest, parse_archive_kind, plan_archive
+from ...protocol.errors import Conflict
+from ...protocol.paths import parse_rel_path
 from ...storage.archivesource import collect_sources
 from ..context import Context
-from ...protocol.errors import Conflict
 from ..exchange import Exchange
 from ..metrics import METRICS
-from ...protocol.paths import parse_rel_path
 from .archivebody import send_stored_zip, send_streamed
 from .pacing import Pacer
 
@@ -28,7 +28,7 @@ async def get_archive(ctx: Context, ex: Exchange, tail: str) -> None:
     base = parse_rel_path(tail)
     paths = [parse_rel_path(value) for value in ex.query.get("path", [])]
     loop = asyncio.get_running_loop()
-    sources = await loop.run_in_executor(None, collect_sources, ctx.store, base, paths)
+    sources = await loop.run_in_executor(None, collect_sources, ctx.tree, base, paths)
     name = base.name if base.segments and not paths else DEFAULT_ARCHIVE_NAME
     if len(paths) == 1 and paths[0].segments:
         name = paths[0].name

@@ -18,18 +18,19 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 
-from ...protocol.archiveplan import KIND_TAR_GZ, KIND_ZIP_DEFLATE, ArchivePlan, plan_crc_needs, tar_entries, zip_entries
 from ...protocol.archiveerrors import ArchiveError
-from ...storage.archivesource import SourceFile, check_unchanged, open_source, read_crc32s
-from ..context import Context
-from ...protocol.crc32 import FAST as FAST_CRC32, crc32
-from ...storage.sqlite.crccache import CrcCache
-from ..exchange import Exchange
-from .pacing import Pacer
-from ...storage.filestream import FRAME_MAX_BYTES, iter_frames, read_at
+from ...protocol.archiveplan import KIND_TAR_GZ, KIND_ZIP_DEFLATE, ArchivePlan, plan_crc_needs, tar_entries, zip_entries
+from ...protocol.crc32 import FAST as FAST_CRC32
+from ...protocol.crc32 import crc32
 from ...protocol.gzipcodec import GZIP_LEVEL_DEFAULT, GzipEncoder
 from ...protocol.tarwriter import TarWriter
 from ...protocol.zipwriter import ZipLayout, ZipPiece, ZipWriter, plan_stored_zip
+from ...storage.archivesource import SourceFile, check_unchanged, open_source, read_crc32s
+from ...storage.filestream import FRAME_MAX_BYTES, iter_frames, read_at
+from ...storage.state import CrcCache
+from ..context import Context
+from ..exchange import Exchange
+from .pacing import Pacer
 
 log = logging.getLogger("asgi_xfer")
 
@@ -194,7 +195,7 @@ async def send_stored_zip(ctx: Context, ex: Exchange, plan: ArchivePlan, sources
     assert plan.layout is not None
     start, stop = plan.span
     needs = plan_crc_needs(plan.layout, start, stop, upfront=plan.crc_upfront)
-    book = _CrcBook(CrcCache(ctx.sessions.db), sources)
+    book = _CrcBook(ctx.crcs, sources)
     try:
         missing = await book.load(needs.ahead)
         # Files sent whole would teach us their CRC, but a cached one spares

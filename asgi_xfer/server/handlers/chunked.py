@@ -15,16 +15,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ...protocol.chunking import parse_chunk_index, parse_sha256, plan_session
-from ..context import Context
 from ...protocol.digests import Hashers, expected_digests, verify_digests
 from ...protocol.errors import BadRequest, ChecksumMismatch, Conflict, InsufficientStorage, NotFound, XferError
-from ..exchange import Exchange
-from ...storage.filelocks import lock_region
-from ..formbody import is_form_data, single_file_data
-from ...storage.sqlite.sessions import BUSY, COMPLETE, DONE, OPEN, Session
-from ...protocol.sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
-from ...storage.staging import BatchWriter, free_bytes
+from ...protocol.sha256state import AVAILABLE as RESUMABLE_HASH
+from ...protocol.sha256state import ResumableSha256
 from ...storage import committer, hashfeed, sessionhash
+from ...storage.filelocks import lock_region
+from ...storage.staging import BatchWriter
+from ...storage.state import BUSY, COMPLETE, DONE, OPEN, Session
+from ..context import Context
+from ..exchange import Exchange
+from ..formbody import is_form_data, single_file_data
 from .upload import declared_length, file_target
 
 # How long a request waits for another request writing the same chunk (a
@@ -81,14 +82,14 @@ async def create(ctx: Context, ex: Exchange, tail: str) -> None:
     if existing is not None:
         await ex.json(200, session_view(existing, root_path), [("location", f"{root_path}/uploads/{existing.id}")])
         return
-    if plan.size > free_bytes(str(ctx.sessions.staging_dir)):
+    if plan.size > ctx.tree.free_bytes():
         raise InsufficientStorage(f"not enough disk space for {plan.size} bytes")
     session = await ctx.sessions.create(
         kind="chunked", path=rel.text, size=plan.size, chunk_size=plan.chunk_size, sha256=sha256,
         owner=owner_of(ex), now=now, hash_state=ResumableSha256().state() if RESUMABLE_HASH else None,
     )
     try:
-        await committer.allocate_staging(ctx.sessions.staging_path(session.id), plan.size)
+        await committer.allocate_staging(ctx.tree.session_staging_path(session.id), plan.size)
     except XferError:
         await ctx.sessions.delete(session.id)
         raise
@@ -140,7 +141,7 @@ async def put_chunk(ctx: Context, ex: Exchange, tail: str) -> None:
     body = single_file_data(ex) if as_form else ex.iter_body()
     expected = expected_digests(ex.headers)
     try:
-        fd = os.open(ctx.sessions.staging_path(sid), os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(ctx.tree.session_staging_path(sid), os.O_WRONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NotFound(f"upload session {sid} not found") from None
     try:
@@ -175,7 +176,7 @@ async def _write_chunk(ctx: Context, body: AsyncIterator[bytes], fd: int, sessio
     offset, length = session.plan.span(index)
     # In order (the hash has reached this chunk): fed to the running hash
     # as it arrives, so nobody reads these bytes back to hash them.
-    feed = await hashfeed.claim(ctx, session, offset, offset + length, line_up=True)
+    feed = await sessionhash.claim_feed(ctx, session, offset, offset + length, line_up=True)
     accepted = False
     try:
         writer = BatchWriter(fd, offset, Hashers(expected), f"chunk {index}", feed=feed)

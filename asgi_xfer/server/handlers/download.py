@@ -11,20 +11,26 @@ import os
 import stat as stat_mod
 
 from ...protocol.byteranges import new_boundary
-from ..context import Context
 from ...protocol.digests import format_digest_field, wants_sha256
 from ...protocol.errors import NotFound
-from ..exchange import Exchange
-from ...storage.filestream import BUDGET, iter_frames, read_at
 from ...protocol.gzipcodec import GzipEncoder
-from ..metrics import METRICS
 from ...protocol.paths import RelPath, format_url_path, is_utf8_name, parse_rel_path
-from .pacing import Pacer
 from ...protocol.representation import (
-    BODY_FULL, BODY_GZIP, BODY_MULTIPART, BODY_NONE, BODY_RANGE,
-    DownloadPlan, DownloadRequest, FileFacts, plan_download,
+    BODY_FULL,
+    BODY_GZIP,
+    BODY_MULTIPART,
+    BODY_NONE,
+    BODY_RANGE,
+    DownloadPlan,
+    DownloadRequest,
+    FileFacts,
+    plan_download,
 )
-from ...storage.disktree import format_etag
+from ...storage.filestream import BUDGET, iter_frames, read_at
+from ..context import Context
+from ..exchange import Exchange
+from ..metrics import METRICS
+from .pacing import Pacer
 
 # gzip reads: big enough that the thread hop per frame is noise next to
 # compressing it, small enough to keep latency to the first byte low.
@@ -33,7 +39,7 @@ GZIP_READ_BYTES = 256 << 10
 
 async def get_file(ctx: Context, ex: Exchange, tail: str) -> None:
     rel = parse_rel_path(tail)
-    fd, st = ctx.store.open_read(rel)
+    fd, st = ctx.tree.open_read(rel)
     try:
         if stat_mod.S_ISDIR(st.st_mode):
             await _directory(ctx, ex, rel)
@@ -42,7 +48,7 @@ async def get_file(ctx: Context, ex: Exchange, tail: str) -> None:
             raise NotFound(f"{rel.text} is a file, not a directory")
         # RFC 9110 §8.8.2.1: a modification time in the future by our clock
         # MUST be replaced by the message origination date.
-        facts = FileFacts(rel.name, st.st_size, min(st.st_mtime, ctx.clock()), format_etag(st))
+        facts = FileFacts(rel.name, st.st_size, min(st.st_mtime, ctx.clock()), ctx.tree.etag(st))
         req = DownloadRequest(
             ex.method, ex.headers,
             inline=ex.query_flag("inline"),
@@ -86,7 +92,7 @@ async def _execute(ctx: Context, ex: Exchange, fd: int, plan: DownloadPlan, fact
         await ex.start(plan.status, plan.headers)
         if plan.body == BODY_FULL and pacer is None and ex.supports_pathsend:
             # Zero-copy: the server sends the file itself (sendfile).
-            await ex.pathsend(ctx.store.resolve(rel), facts.size)
+            await ex.pathsend(ctx.tree.resolve(rel), facts.size)
             return
         ex.watch_disconnect()
         if plan.body == BODY_FULL:
@@ -141,7 +147,7 @@ async def _directory(ctx: Context, ex: Exchange, rel: RelPath) -> None:
             location += "?" + query.decode("latin-1")
         await ex.json(308, {"location": location}, [("location", location)])
         return
-    entries = await asyncio.get_running_loop().run_in_executor(None, ctx.store.list_dir, rel)
+    entries = await asyncio.get_running_loop().run_in_executor(None, ctx.tree.list_dir, rel)
     # A name that is not valid UTF-8 (kept by os.scandir as surrogate escapes)
     # can be neither sent in a JSON listing (it made a 500) nor reached by a
     # URL, whose percent-escapes are decoded as UTF-8: leave it out.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from ..context import Context
 from ...protocol.errors import BadRequest
-from ..exchange import Exchange
-from ..metrics import METRICS
 from ...protocol.paths import parse_rel_path
 from ...protocol.signing import MAX_LINK_LIFETIME_S, sign_link
+from ..context import Context
+from ..exchange import Exchange
+from ..metrics import METRICS
 
 # An hour, like a typical pre-signed URL: long enough to start a large
 # download, short enough that a leaked link soon stops working.

@@ -16,18 +16,27 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ...storage import committer, hashfeed, sessionhash
 from ...protocol import tus
 from ...protocol.conditional import format_http_date
-from ..context import Context
 from ...protocol.digests import Hashers
-from ...protocol.errors import BadRequest, Conflict, InsufficientStorage, MethodNotAllowed, NotFound, PayloadTooLarge, XferError
-from ..exchange import ClientDisconnected, Exchange
-from ...storage.filelocks import lock_region, try_lock_region
+from ...protocol.errors import (
+    BadRequest,
+    Conflict,
+    InsufficientStorage,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    XferError,
+)
 from ...protocol.paths import RelPath, parse_rel_path, sanitize_filename
-from ...storage.sqlite.sessions import COMPLETE, OPEN, WON, Session
-from ...protocol.sha256state import AVAILABLE as RESUMABLE_HASH, ResumableSha256
-from ...storage.staging import BatchWriter, free_bytes
+from ...protocol.sha256state import AVAILABLE as RESUMABLE_HASH
+from ...protocol.sha256state import ResumableSha256
+from ...storage import committer, hashfeed, sessionhash
+from ...storage.filelocks import lock_region, try_lock_region
+from ...storage.staging import BatchWriter
+from ...storage.state import COMPLETE, OPEN, WON, Session
+from ..context import Context
+from ..exchange import ClientDisconnected, Exchange
 from .chunked import owner_of
 
 # How long a new request waits for a stale writer to let go of an upload.
@@ -97,14 +106,14 @@ async def create(ctx: Context, ex: Exchange, tail: str) -> None:
         session = await _create_final(ctx, ex, concat, metadata, max_size)
     else:
         length = tus.parse_creation_length(ex.headers, max_size)
-        if length.value and length.value > free_bytes(str(ctx.sessions.staging_dir)):
+        if length.value and length.value > ctx.tree.free_bytes():
             raise InsufficientStorage(f"not enough disk space for {length.value} bytes")
         session = await ctx.sessions.create(
             kind="tus", path="", size=length.value, chunk_size=0, sha256=None, owner=owner_of(ex), now=now,
             metadata=metadata, hash_state=ResumableSha256().state() if RESUMABLE_HASH else None)
         path = _target(meta, session.id).text if concat.kind is None else ""
         try:
-            await committer.allocate_staging(ctx.sessions.staging_path(session.id), length.value or 0)
+            await committer.allocate_staging(ctx.tree.session_staging_path(session.id), length.value or 0)
         except XferError:
             await ctx.sessions.delete(session.id)
             raise
@@ -124,7 +133,7 @@ async def create(ctx: Context, ex: Exchange, tail: str) -> None:
 
 
 async def _with_path(ctx: Context, session: Session, path: str) -> Session:
-    await ctx.sessions.db.run(lambda conn: conn.execute("UPDATE sessions SET path = ? WHERE id = ?", (path, session.id)))
+    await ctx.sessions.set_path(session.id, path)
     refreshed = await ctx.sessions.get(session.id, None)
     assert refreshed is not None
     return refreshed
@@ -158,9 +167,9 @@ async def _try_assemble(ctx: Context, final_id: str) -> None:
     parts = [await ctx.sessions.get(pid, ctx.clock()) for pid in final.metadata["parts"]]
     if any(p is None or p.state != COMPLETE for p in parts):
         return
-    staging = ctx.sessions.staging_path(final_id)
+    staging = ctx.tree.session_staging_path(final_id)
     await _commit_as_file(ctx, final, staging, lambda: committer.concatenate(
-        [ctx.sessions.staging_path(p.id) for p in parts if p], staging))
+        [ctx.tree.session_staging_path(p.id) for p in parts if p], staging))
 
 
 async def _commit_as_file(ctx: Context, session: Session, staging: str, digest_of: Callable[[], Awaitable[str]]) -> None:
@@ -204,7 +213,7 @@ async def _settled(ctx: Context, session: Session) -> Session:
     """The upload as it stands once no other request is writing it: a stale
     PATCH is asked to stop first, so the offset reported is final."""
     try:
-        fd = os.open(ctx.sessions.staging_path(session.id), os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(ctx.tree.session_staging_path(session.id), os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         return session
     try:
@@ -238,7 +247,7 @@ async def patch(ctx: Context, ex: Exchange, tail: str) -> None:
 
 async def _locked_append(ctx: Context, ex: Exchange, sid: str, check: Any) -> int:
     try:
-        fd = os.open(ctx.sessions.staging_path(sid), os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(ctx.tree.session_staging_path(sid), os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NotFound(f"no upload {sid}") from None
     try:
@@ -275,7 +284,7 @@ async def _append(ctx: Context, ex: Exchange, fd: int, session: Session, offset:
     # that waited for the hash left it idle between PATCHes (8 MiB PATCHes:
     # 0.56-0.71x our PUT). Partials are hashed when concatenated.
     hashed = session.metadata.get("concat") != "partial"
-    feed = await hashfeed.claim(ctx, session, offset, limit, line_up=False) if hashed else None
+    feed = await sessionhash.claim_feed(ctx, session, offset, limit, line_up=False) if hashed else None
     accepted = None
     try:
         writer = BatchWriter(fd, offset, Hashers([checksum[0]] if checksum else []), f"upload {session.id}", feed=feed)
@@ -368,7 +377,7 @@ async def _finish(ctx: Context, sid: str) -> None:
         for final_id in await ctx.sessions.waiting_finals(sid):
             await _try_assemble(ctx, final_id)
         return
-    await _commit_as_file(ctx, session, ctx.sessions.staging_path(sid), lambda: sessionhash.final_digest(ctx, session))
+    await _commit_as_file(ctx, session, ctx.tree.session_staging_path(sid), lambda: sessionhash.final_digest(ctx, session))
 
 
 async def delete(ctx: Context, ex: Exchange, tail: str) -> None:

@@ -3,18 +3,15 @@ committed atomically; removal honouring preconditions."""
 
 from __future__ import annotations
 
-import errno
 import os
-import stat as stat_mod
 
 from ...protocol.conditional import Outcome, Validators, evaluate_preconditions, requires_absent
-from ..context import Context
 from ...protocol.digests import expected_digests, verify_digests
-from ...protocol.errors import BadRequest, Conflict, InsufficientStorage, PayloadTooLarge, PreconditionFailed, translate_os_error
-from ..exchange import Exchange
+from ...protocol.errors import BadRequest, InsufficientStorage, PayloadTooLarge, PreconditionFailed
 from ...protocol.paths import RelPath, parse_rel_path
-from ...storage.staging import StagedFile, free_bytes, fsync_directory
-from ...storage.disktree import format_etag
+from ...storage.staging import StagedFile, free_bytes
+from ..context import Context
+from ..exchange import Exchange
 
 # Digits in a Content-Length: 20 covers 2**64; more is no length.
 MAX_LENGTH_DIGITS = 20
@@ -37,12 +34,12 @@ def file_target(tail: str) -> RelPath:
     return rel
 
 
-def _validators(st: os.stat_result | None) -> Validators | None:
-    return None if st is None else Validators(format_etag(st), int(st.st_mtime))
+def _validators(ctx: Context, st: os.stat_result | None) -> Validators | None:
+    return None if st is None else Validators(ctx.tree.etag(st), int(st.st_mtime))
 
 
-def _check_preconditions(method: str, ex: Exchange, st: os.stat_result | None) -> None:
-    if evaluate_preconditions(method, ex.headers, _validators(st)) is not Outcome.PROCEED:
+def _check_preconditions(ctx: Context, method: str, ex: Exchange, st: os.stat_result | None) -> None:
+    if evaluate_preconditions(method, ex.headers, _validators(ctx, st)) is not Outcome.PROCEED:
         raise PreconditionFailed("a precondition in the request does not hold")
 
 
@@ -53,11 +50,11 @@ async def put_file(ctx: Context, ex: Exchange, tail: str) -> None:
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"body of {declared} bytes exceeds the {limit}-byte limit")
     expected = expected_digests(ex.headers)
-    target, created = ctx.store.target_for_write(rel)
+    target, created = ctx.tree.target_for_write(rel)
     staged = StagedFile(os.path.dirname(target), rel.text, expected, created)
     try:
-        before = ctx.store.stat_file(target)
-        _check_preconditions("PUT", ex, before)
+        before = ctx.tree.stat_file(target)
+        _check_preconditions(ctx, "PUT", ex, before)
         if declared is not None and declared > free_bytes(staged.directory):
             raise InsufficientStorage(f"not enough disk space for {declared} bytes")
         async for chunk in ex.iter_body():
@@ -69,13 +66,13 @@ async def put_file(ctx: Context, ex: Exchange, tail: str) -> None:
         # Re-check against the file as it is now: another upload may have
         # replaced it while this body streamed in (§13.1.1: If-Match guards
         # against lost updates only if checked at the moment of the write).
-        _check_preconditions("PUT", ex, ctx.store.stat_file(target))
+        _check_preconditions(ctx, "PUT", ex, ctx.tree.stat_file(target))
         await staged.commit(target, create_only=requires_absent(ex.headers))
     except BaseException:
         await staged.abort()
         raise
     st = os.stat(target)
-    etag = format_etag(st)
+    etag = ctx.tree.etag(st)
     sha256 = digests["sha-256"].hex()
     await ctx.index.record(sha256, rel.text, st)
     payload = {"path": rel.text, "size": staged.size, "sha256": sha256, "etag": etag}
@@ -86,17 +83,5 @@ async def delete_file(ctx: Context, ex: Exchange, tail: str) -> None:
     rel = parse_rel_path(tail)
     if not rel.segments:
         raise BadRequest("the root cannot be deleted")
-    path, st = ctx.store.lexical_path(rel)
-    is_dir = stat_mod.S_ISDIR(st.st_mode)
-    _check_preconditions("DELETE", ex, None if is_dir else st)
-    try:
-        if is_dir:
-            os.rmdir(path)
-        else:
-            os.unlink(path)
-        fsync_directory(os.path.dirname(path))
-    except OSError as exc:
-        if is_dir and exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            raise Conflict(f"directory {rel.text} is not empty") from None
-        raise translate_os_error(exc, rel.text) from None
+    ctx.tree.delete(rel, lambda st: _check_preconditions(ctx, "DELETE", ex, st))
     await ex.respond(204, [])

@@ -1,4 +1,4 @@
-"""The content index: sha256 ↔ stored files (instant upload, Repr-Digest).
+"""The content index in SQLite: sha256 ↔ stored files (instant upload, Repr-Digest).
 
 Owns: recording every committed upload's digest, finding a file by digest,
 and a file's digest by its path.
@@ -15,7 +15,7 @@ import sqlite3
 from .database import Database, transaction
 
 
-class ContentIndex:
+class SqliteContentIndex:
     def __init__(self, db: Database) -> None:
         self.db = db
 

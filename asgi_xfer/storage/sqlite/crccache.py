@@ -16,6 +16,7 @@ import sqlite3
 import weakref
 from collections.abc import Sequence
 
+from ..state import CrcKey
 from .database import Database, transaction
 
 SCHEMA = """
@@ -29,12 +30,11 @@ CREATE TABLE IF NOT EXISTS archive_crcs (
 # SQLite's default SQLITE_MAX_VARIABLE_NUMBER was 999 before 3.32.
 _LOOKUP_BATCH = 500
 
-CrcKey = tuple[str, int, int]  # (path, size, mtime_ns)
 
 _ready: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
-class CrcCache:
+class SqliteCrcCache:
     def __init__(self, db: Database) -> None:
         self._db = db
 

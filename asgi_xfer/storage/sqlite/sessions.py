@@ -1,11 +1,9 @@
-"""Upload sessions: the one model behind `/uploads` and tus, stored in SQLite.
+"""Upload sessions in SQLite: the `SessionStore` of `storage.state`.
 
-A session is a target path, a size, what has been received (chunk indexes;
-for tus a contiguous offset), checksums (the announced sha256 and a running
-hash state), an owner and an expiry. Owns: those rows and the compare-and-set
-steps that make sessions safe across worker processes (claiming the commit,
-advancing the hash) and the staging file's location. Must not: speak HTTP or
-touch the staging file's bytes.
+Owns: the session and chunk rows and the compare-and-set steps that make
+sessions safe across worker processes (claiming the commit, advancing the
+hash), each one statement or one `BEGIN IMMEDIATE` transaction. Must not:
+speak HTTP or touch the staging file's bytes.
 """
 
 from __future__ import annotations
@@ -13,55 +11,10 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ...protocol.chunking import ChunkPlan
+from ..state import BUSY, COMMIT_STALE_S, COMMITTING, COMPLETE, DONE, OPEN, SESSION_TTL_S, WON, Session
 from .database import Database, transaction
-
-# Idle sessions expire after a day (SPEC), like tusd's default expiration.
-SESSION_TTL_S = 24 * 3600
-# A 'committing' state older than this was left by a crashed process: the
-# commit (a rename and a database write) takes well under a second.
-COMMIT_STALE_S = 60.0
-STAGING_DIR = "uploads"
-
-OPEN, COMMITTING, COMPLETE = "open", "committing", "complete"
-WON, DONE, BUSY = "won", "done", "busy"
-
-
-@dataclass(frozen=True)
-class Session:
-    id: str
-    kind: str
-    path: str
-    size: int | None
-    chunk_size: int
-    sha256: str | None
-    owner: str
-    metadata: dict[str, Any]
-    created: float
-    expires: float
-    state: str
-    state_since: float
-    offset: int
-    hashed_upto: int
-    hash_state: bytes | None
-    result: dict[str, Any] | None
-    received: frozenset[int] = field(default_factory=frozenset)
-
-    @property
-    def plan(self) -> ChunkPlan:
-        return ChunkPlan(self.size or 0, self.chunk_size)
-
-    def hashable_end(self) -> int:
-        """Where the bytes received without a gap after `hashed_upto` end:
-        how far the running hash can go now (tus receives a contiguous prefix)."""
-        if self.kind == "tus":
-            return self.offset
-        return self.plan.contiguous_end(self.hashed_upto, self.received)
-
 
 _COLUMNS = ("id, kind, path, size, chunk_size, sha256, owner, metadata, created, expires, "
             "state, state_since, offset_bytes, hashed_upto, hash_state, result")
@@ -84,15 +37,10 @@ def _load(conn: sqlite3.Connection, sid: str, now: float | None) -> Session | No
     return _row_to_session(row, received)
 
 
-class SessionStore:
-    def __init__(self, db: Database, state_dir: Path, ttl_s: float = SESSION_TTL_S) -> None:
+class SqliteSessionStore:
+    def __init__(self, db: Database, ttl_s: float = SESSION_TTL_S) -> None:
         self.db = db
         self.ttl_s = ttl_s
-        self.staging_dir = state_dir / STAGING_DIR
-        self.staging_dir.mkdir(parents=True, exist_ok=True)
-
-    def staging_path(self, sid: str) -> str:
-        return str(self.staging_dir / f"{sid}.part")
 
     async def create(self, *, kind: str, path: str, size: int | None, chunk_size: int, sha256: str | None,
                      owner: str, now: float, metadata: dict[str, Any] | None = None, hash_state: bytes | None = None) -> Session:
@@ -123,6 +71,9 @@ class SessionStore:
         return await self.db.run(lambda conn: conn.execute(
             "UPDATE sessions SET offset_bytes = ?, expires = ? WHERE id = ? AND offset_bytes = ? AND state = ?",
             (new, now + self.ttl_s, sid, old, OPEN)).rowcount == 1)
+
+    async def set_path(self, sid: str, path: str) -> None:
+        await self.db.run(lambda conn: conn.execute("UPDATE sessions SET path = ? WHERE id = ?", (path, sid)))
 
     async def set_length(self, sid: str, length: int) -> bool:
         """creation-defer-length: the length, once, when it becomes known."""
