@@ -39,6 +39,18 @@ TAKEOVER_CHECK_S = 0.5
 Loader = Callable[[str], Awaitable[Session]]
 
 
+def upload_location(ex: Exchange, route: str, sid: str) -> str:
+    """The upload resource's URL path, under wherever the app is mounted."""
+    return f"{ex.scope.get('root_path') or ''}{route}{sid}"
+
+
+def upload_id(route: str, tail: str) -> str:
+    """The id in `{route}{id}`; anything deeper is no upload."""
+    if not tail or "/" in tail:
+        raise NotFound(f"no upload at {route}{tail}")
+    return tail
+
+
 def _past_length() -> XferError:
     return PayloadTooLarge("the body goes past the upload's length")
 

@@ -44,13 +44,11 @@ def _prepare(ex: Exchange) -> None:
 
 
 def _location(ex: Exchange, sid: str) -> str:
-    return f"{ex.scope.get('root_path') or ''}/tus/{sid}"
+    return offsetappend.upload_location(ex, "/tus/", sid)
 
 
 def _upload_id(tail: str) -> str:
-    if not tail or "/" in tail:
-        raise NotFound(f"no upload at /tus/{tail}")
-    return tail
+    return offsetappend.upload_id("/tus/", tail)
 
 
 async def _tus_session(ctx: Context, sid: str) -> Session:
