@@ -16,7 +16,14 @@ import base64
 import hashlib
 import json
 import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -287,3 +294,48 @@ def test_content_past_the_length_deactivates_the_upload(srv: ServerProc) -> None
     # "marking the upload resource invalid and rejecting any further interaction with it"
     assert head(srv, location).status == 404
 
+
+
+# -- kill -9 mid-append, restart, resume with `asgi-xfer put --ietf` ------------
+
+def _ietf_offset(root: Path) -> int | None:
+    try:
+        with sqlite3.connect(f"file:{root / '.xfer' / 'xfer.db'}?mode=ro", uri=True, timeout=5) as conn:
+            row = conn.execute("SELECT offset_bytes FROM sessions WHERE kind = 'ietf'").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row is None else int(row[0])
+
+
+def test_kill_9_mid_append_then_the_client_resumes(tmp_path: Path) -> None:
+    root, source = tmp_path / "root", tmp_path / "big.bin"
+    data = os.urandom(64 << 20)
+    source.write_bytes(data)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    srv = start_cli(root)
+    cmd = [sys.executable, "-m", "asgi_xfer", "put", "--ietf", "--chunk-size", "1M", str(source),
+           f"{srv.url}/files/crash/big.bin", "--token", TOKEN]
+    client = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (_ietf_offset(root) or 0) > 0:  # the appends have begun
+            assert time.monotonic() < deadline and client.poll() is None, "no append began"
+            time.sleep(0.005)
+        os.kill(client.pid, signal.SIGSTOP)  # frozen with its next PATCH in flight
+        srv.stop(signal.SIGKILL)
+    finally:
+        client.kill()
+        client.wait()
+    kept = _ietf_offset(root)
+    assert kept is not None and 0 < kept < len(data)
+    # The same port: the client remembers the upload by its URL.
+    srv = start_cli(root, "--port", str(srv.port))
+    try:
+        rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr
+        resumed = int(re.search(r"resumed: (\d+) bytes", rerun.stderr).group(1))  # type: ignore[union-attr]
+        assert resumed >= kept  # nothing acknowledged was lost
+        assert f"sha256 {hashlib.sha256(data).hexdigest()}" in rerun.stderr
+        assert (root / "crash/big.bin").read_bytes() == data
+    finally:
+        srv.stop()

@@ -45,6 +45,8 @@ def _location(ex: Exchange, sid: str) -> str:
 
 
 def _upload_id(tail: str) -> str:
+    if not tail:
+        raise MethodNotAllowed(CREATE_METHODS)  # the creation resource itself
     return offsetappend.upload_id("/resumable/", tail)
 
 
