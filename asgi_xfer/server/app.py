@@ -82,7 +82,8 @@ ROUTES: tuple[Route, ...] = (
     *(Route(path, TUS_METHODS, read_access=Access.WRITE, public_methods=frozenset({"OPTIONS"}),
             method_override=True, on_match=tus.set_response_headers)
       for path in ("/tus", "/tus/")),
-    Route("/resumable/", RESUMABLE_METHODS, read_access=Access.WRITE, public_methods=frozenset({"OPTIONS"})),
+    *(Route(path, RESUMABLE_METHODS, read_access=Access.WRITE, public_methods=frozenset({"OPTIONS"}))
+      for path in ("/resumable", "/resumable/")),
 )
 
 # Collection paths given without their slash: redirect as nginx does.
