@@ -12,6 +12,7 @@ of the file answers (201 and the stored file's JSON)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -26,7 +27,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from asgiref.testing import ApplicationCommunicator
 
+from asgi_xfer import XferApp
 from rawhttp import RawConnection, Response, request_head
 from serverproc import TOKEN, ServerProc, start_cli
 
@@ -339,3 +342,48 @@ def test_kill_9_mid_append_then_the_client_resumes(tmp_path: Path) -> None:
         assert (root / "crash/big.bin").read_bytes() == data
     finally:
         srv.stop()
+
+
+# -- The 104 where the server cannot send one, and to HTTP/1.0 --------------------
+
+async def _create_in_process(root: Path, extensions: dict[str, dict[str, object]]) -> list[dict[str, object]]:
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/resumable/", "raw_path": b"/resumable/", "query_string": b"path=in.txt",
+             "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "extensions": extensions,
+             "headers": [(b"authorization", b"Bearer t"), (b"upload-draft-interop-version", b"8"),
+                         (b"upload-complete", b"?1"), (b"content-length", b"3")]}
+    comm = ApplicationCommunicator(XferApp(root=root, tokens=["t"]), scope)
+    await comm.send_input({"type": "http.request", "body": b"abc", "more_body": False})
+    messages = []
+    while not messages or messages[-1]["type"] != "http.response.body" or messages[-1].get("more_body"):
+        messages.append(await comm.receive_output(10))
+    await comm.wait(5)
+    return messages
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_104_only_where_the_server_offers_it(tmp_path: Path, offered: bool) -> None:
+    extensions = {"http.response.informational": {}} if offered else {}
+    messages = asyncio.run(_create_in_process(tmp_path, extensions))
+    kinds = [m["type"] for m in messages]
+    if offered:
+        assert kinds[0] == "http.response.informational" and messages[0]["status"] == 104
+        assert dict(messages[0]["headers"])[b"location"].startswith(b"/resumable/")  # type: ignore[call-overload]
+    else:
+        assert "http.response.informational" not in kinds  # other servers: simply no 104
+    assert kinds[-2] == "http.response.start" and messages[-2]["status"] == 201
+    assert (tmp_path / "in.txt").read_bytes() == b"abc"
+
+
+def test_no_104_to_an_http_1_0_client(srv: ServerProc) -> None:
+    # RFC 9110 §15.2: "A server MUST NOT send a 1xx response to an HTTP/1.0 client".
+    conn = connect(srv)
+    try:
+        conn.send(f"POST /resumable/ HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\nUpload-Draft-Interop-Version: 8\r\n"
+                  "Upload-Complete: ?0\r\nContent-Length: 0\r\n\r\n".encode())
+        data = b""
+        while chunk := conn.sock.recv(65536):
+            data += chunk
+    finally:
+        conn.close()
+    assert data.startswith(b"HTTP/1.1 201 ")
