@@ -387,3 +387,19 @@ def test_no_104_to_an_http_1_0_client(srv: ServerProc) -> None:
     finally:
         conn.close()
     assert data.startswith(b"HTTP/1.1 201 ")
+
+
+def test_max_size_is_announced_and_enforced(tmp_path: Path) -> None:
+    small = start_cli(tmp_path, "--max-upload", "1000")
+    try:
+        # §4.1.4: a 413 "as a result of its upload limits MUST include the Upload-Limit header".
+        _, final = send(small, "POST", "/resumable/", {**V8, "Upload-Complete": "?0", "Content-Length": "0",
+                                                        "Upload-Length": "1001"})
+        assert final.status == 413 and final.headers["upload-limit"].startswith("max-size=1000")
+        # No length declared: content past max-size deactivates the upload.
+        location = create_partial(small, b"x" * 600, None)
+        too_much = append(small, location, 600, b"y" * 401, False)
+        assert too_much.status == 413 and "max-size=1000" in too_much.headers["upload-limit"]
+        assert head(small, location).status == 404
+    finally:
+        small.stop()

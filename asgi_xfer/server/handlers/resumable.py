@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 
 from ...protocol import resumable
@@ -133,7 +134,7 @@ async def create(ctx: Context, ex: Exchange, tail: str) -> None:
 async def head(ctx: Context, ex: Exchange, tail: str) -> None:
     session = await _session(ctx, _upload_id(tail))
     if session.state == OPEN:
-        session = await offsetappend.settled(ctx, session, lambda s: _session(ctx, s))
+        session = await offsetappend.settled(ctx, session, functools.partial(_session, ctx))
     # §4.3.2: offset, completeness, length if known, limits, no-store.
     headers = [("upload-complete", resumable.format_sf_boolean(session.state == COMPLETE)),
                ("upload-offset", str(session.offset)), _limit_header(ctx, ex, session), ("cache-control", "no-store")]
@@ -185,15 +186,19 @@ async def _transfer(ctx: Context, ex: Exchange, sid: str, check: Callable[[Sessi
             await _finish(ctx, sid)
 
     def too_long() -> XferError:
+        # §4.1.4: the server "might also deactivate the upload resource if
+        # the offset exceeds the maximum size"; past a known length it must.
         past_length.append(True)
+        if decided and decided[0].length is None:
+            return resumable.too_large("the upload exceeds max-size", _limits(ctx, None),
+                                       resumable.parse_interop_version(ex.headers))
         return InconsistentLength("the content goes past the upload's length")
 
     rules = offsetappend.BodyRules(
         algorithms=tuple(expected), verify=(lambda got: verify_digests(expected, got)) if expected else None,
         too_long=too_long)
-    load = lambda s: _session(ctx, s)  # noqa: E731
     try:
-        offset = await offsetappend.locked_append(ctx, ex, sid, load, prepare, rules, done)
+        offset = await offsetappend.locked_append(ctx, ex, sid, functools.partial(_session, ctx), prepare, rules, done)
     except XferError:
         if past_length:
             # §4.4.2: "rejecting the request once the offset exceeds the
