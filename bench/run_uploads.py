@@ -13,7 +13,9 @@ UploadFile), ``chunked`` (an /uploads session, 8 MiB chunks over 4
 connections, sent by curl, and by http.client with and without
 Content-Digest, vs our PUT), ``complete``
 (time of POST /complete after in-order chunks, for a 4× and a ¼× --size-mib
-session), ``tus`` (8 MiB PATCHes vs our PUT). ``--skip CASE`` drops one case.
+session), ``tus`` (8 MiB PATCHes vs our PUT), ``ietf`` (IETF resumable
+uploads: the whole file in the creation request, and 8 MiB appends, vs our
+PUT). ``--skip CASE`` drops one case.
 
 Each measurement starts its server fresh on an empty root, which is deleted
 (and the disk synced) afterwards; every case runs once per repetition, in an
@@ -66,7 +68,7 @@ MIN_FREE_FOR_FULL_COMPLETE_BYTES = 20 * 10**9
 COMPLETE_SPACE_FACTOR = 4
 
 Measure = Callable[[RunningServer, us.Source, Path], dict[str, float]]
-SCENARIOS = ("put", "multipart", "chunked", "complete", "tus")
+SCENARIOS = ("put", "multipart", "chunked", "complete", "tus", "ietf")
 
 
 @dataclass(frozen=True)
@@ -123,12 +125,15 @@ def build_cases(chunk_digests: Callable[[us.Source], list[str]],
             s, src, root, patch_files=chunk_files(src))),
         Case("ours_tus_whole", "tus", "ours", lambda s, src, root: us.measure_tus(
             s, src, root, patch_files=[src.path])),
+        Case("ours_ietf_whole", "ietf", "ours", us.measure_ietf_whole),
+        Case("ours_ietf", "ietf", "ours", lambda s, src, root: us.measure_ietf(
+            s, src, root, patch_files=chunk_files(src))),
     ]
     return {case.name: case for case in cases}
 
 
-# The chunked and tus rows are judged against our PUT, so it runs for them too.
-NEEDS_OURS_PUT = {"chunked", "tus"}
+# The chunked, tus and ietf rows are judged against our PUT, so it runs for them too.
+NEEDS_OURS_PUT = {"chunked", "tus", "ietf"}
 
 
 def parse_args(argv: list[str], case_names: list[str]) -> argparse.Namespace:

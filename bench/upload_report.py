@@ -44,6 +44,10 @@ LINES = (
     Line("5. tus", "ours_tus", "ours: 8 MiB PATCHes, 1 conn, sequential",
          ("ours_tus", "ours_put"), Target(None, GE, 0.8, "≥0.8× ours PUT")),
     Line("5. tus", "ours_tus_whole", "ours: the whole file in one PATCH", ("ours_tus_whole", "ours_put")),
+    Line("6. IETF resumable", "ours_ietf_whole", "ours: the whole file in the creation request",
+         ("ours_ietf_whole", "ours_put"), Target(None, GE, 0.95, "≥0.95× ours PUT")),
+    Line("6. IETF resumable", "ours_ietf", "ours: 8 MiB appends (PATCH), 1 conn, sequential",
+         ("ours_ietf", "ours_put"), Target(None, GE, 0.9, "≥0.9× ours PUT")),
 )
 
 COMPLETE_BIG, COMPLETE_SMALL = "complete_big", "complete_small"

@@ -35,6 +35,7 @@ CURL_MAX_TIME_S = 600
 # One request of a session or a tus PATCH (8 MiB) plus a commit's fsync.
 HTTP_TIMEOUT_S = 120
 HASH_READ_BYTES = 8 * MIB
+IETF_INTEROP = "8"
 TUS_VERSION = "1.0.0"
 
 
@@ -347,9 +348,32 @@ def measure_complete(server: RunningServer, source: Source, root: Path, *,
     }
 
 
+def send_patches_with_curl(url: str, patch_files: list[Path], headers_at: Callable[[int, bool], list[str]],
+                           reply_header: str, ok_status: Callable[[bool], str], what: str) -> None:
+    """One curl sending ``patch_files`` (the source cut in order) as
+    sequential PATCHes on one keep-alive connection; each reply must carry
+    ``ok_status(last)`` and the offset after it in ``reply_header``."""
+    args: list[str] = []
+    expected: list[str] = []
+    offset = 0
+    for index, path in enumerate(patch_files):
+        last = index == len(patch_files) - 1
+        if args:
+            args.append("--next")
+        headers = [item for header in headers_at(offset, last) for item in ("-H", header)]
+        args += ["-s", "-S", "-o", "/dev/null", "-X", "PATCH", "-H", "Expect:", *headers, "--max-time",
+                 str(CURL_MAX_TIME_S), "-w", f"%{{http_code}} %header{{{reply_header}}}\\n", "-T", str(path), url]
+        offset += path.stat().st_size
+        expected += [ok_status(last), str(offset)]
+    result = subprocess.run(["curl", *args], capture_output=True, timeout=CURL_MAX_TIME_S + 10)
+    replies = result.stdout.decode(errors="replace").split()
+    if result.returncode != 0 or replies != expected:
+        raise MeasurementFailed(f"{what} PATCHes: curl exit {result.returncode}, replies "
+                                f"{replies[:6]}..., {result.stderr[:200]!r}")
+
+
 def measure_tus(server: RunningServer, source: Source, root: Path, *, patch_files: list[Path]) -> dict[str, float]:
-    """tus creation, then one curl sending ``patch_files`` (the source cut in
-    order) as sequential PATCHes on one keep-alive connection: MB/s."""
+    """tus creation, then ``patch_files`` as sequential PATCHes: MB/s."""
     target = f"tus-{source.name}"
     metadata = "path " + base64.b64encode(target.encode()).decode()
 
@@ -363,24 +387,50 @@ def measure_tus(server: RunningServer, source: Source, root: Path, *, patch_file
         finally:
             conn.close()
         url = server.base_url + urlsplit(created.getheader("Location", "")).path
-        args: list[str] = []
-        ends = []
-        offset = 0
-        for path in patch_files:
-            if args:
-                args.append("--next")
-            args += ["-s", "-S", "-X", "PATCH", "-H", "Expect:", "-H", f"Tus-Resumable: {TUS_VERSION}",
-                     "-H", f"Upload-Offset: {offset}", "-H", "Content-Type: application/offset+octet-stream",
-                     "--max-time", str(CURL_MAX_TIME_S), "-w", "%{http_code} %header{upload-offset}\\n",
-                     "-T", str(path), url]
-            offset += path.stat().st_size
-            ends.append(offset)
-        result = subprocess.run(["curl", *args], capture_output=True, timeout=CURL_MAX_TIME_S + 10)
-        replies = result.stdout.decode(errors="replace").split()
-        expected = [field for end in ends for field in ("204", str(end))]
-        if result.returncode != 0 or replies != expected:
-            raise MeasurementFailed(f"tus PATCHes: curl exit {result.returncode}, replies "
-                                    f"{replies[:6]}..., {result.stderr[:200]!r}")
+        send_patches_with_curl(url, patch_files, lambda offset, last: [
+            f"Tus-Resumable: {TUS_VERSION}", f"Upload-Offset: {offset}",
+            "Content-Type: application/offset+octet-stream"], "upload-offset", lambda last: "204", "tus")
+
+    timed = run_timed(server, upload)
+    check_stored(root / target, source)
+    return format_rate_metrics(timed, source.size)
+
+
+def measure_ietf_whole(server: RunningServer, source: Source, root: Path) -> dict[str, float]:
+    """IETF resumable uploads: the whole file in the creation request
+    (``curl -T`` to ``/resumable/`` with ``Upload-Complete: ?1``): MB/s."""
+    target = f"ietf-{source.name}"
+
+    def upload() -> None:
+        run_curl(["-T", str(source.path), "-H", f"Upload-Draft-Interop-Version: {IETF_INTEROP}",
+                  "-H", "Upload-Complete: ?1", "-H", f"Upload-Length: {source.size}",
+                  f"{server.base_url}/resumable?path={target}"], {201})  # no slash: curl -T would append the name
+
+    timed = run_timed(server, upload)
+    check_stored(root / target, source)
+    return format_rate_metrics(timed, source.size)
+
+
+def measure_ietf(server: RunningServer, source: Source, root: Path, *, patch_files: list[Path]) -> dict[str, float]:
+    """IETF resumable uploads: an empty creation (``Upload-Complete: ?0``),
+    then ``patch_files`` as sequential ``application/partial-upload``
+    appends, the last with ``?1``: MB/s."""
+    target = f"ietf-{source.name}"
+
+    def upload() -> None:
+        conn = open_connection(server)
+        try:
+            # No interop version: no 104, which http.client would take for
+            # the final response (it skips 100 only).
+            created = send_request(conn, "POST", f"/resumable/?path={target}", b"", {
+                "Upload-Complete": "?0", "Upload-Length": str(source.size)}, {201})
+        finally:
+            conn.close()
+        url = server.base_url + urlsplit(created.getheader("Location", "")).path
+        send_patches_with_curl(url, patch_files, lambda offset, last: [
+            f"Upload-Draft-Interop-Version: {IETF_INTEROP}", f"Upload-Offset: {offset}",
+            f"Upload-Complete: {'?1' if last else '?0'}", "Content-Type: application/partial-upload"],
+            "upload-offset", lambda last: "201" if last else "204", "ietf")
 
     timed = run_timed(server, upload)
     check_stored(root / target, source)

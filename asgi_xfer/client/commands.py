@@ -7,7 +7,7 @@ into one line on stderr and an exit code. Must not: transfer anything itself.
     asgi-xfer get URL [-o FILE] [-j N] [--sha256 HEX] [--token T]
         FILE defaults to the last segment of the URL's path. Rerunning the
         same command resumes a partial FILE.part (+ FILE.part.json).
-    asgi-xfer put FILE URL [-j N] [--chunk-size S] [--tus] [--token T]
+    asgi-xfer put FILE URL [-j N] [--chunk-size S] [--tus | --ietf] [--token T]
         URL is the server's base URL plus the target path under /files/,
         e.g. http://host:8000/files/dir/name.bin; ending it with a slash
         (…/files/dir/) keeps FILE's own name. Rerunning resumes.
@@ -77,6 +77,8 @@ def add_put_parser(sub: Any, parse_size: Callable[[str], int]) -> None:
     put.add_argument("--chunk-size", type=parse_size, default=DEFAULT_CHUNK_SIZE_BYTES, metavar="S",
                      help="chunk size, e.g. 8M (the server may choose another)")
     put.add_argument("--tus", action="store_true", help="use the tus 1.0 endpoint /tus/ instead of /uploads")
+    put.add_argument("--ietf", action="store_true",
+                     help="use IETF resumable uploads (draft -12) at /resumable/ instead of /uploads")
     put.add_argument("--token", help=f"bearer token (default: ${TOKEN_ENV})")
 
 
@@ -114,7 +116,7 @@ def run_put(args: argparse.Namespace) -> int:
     def work(bar: ProgressBar) -> Coroutine[Any, Any, str]:
         async def go() -> str:
             result = await upload(args.file, args.url, parallel=args.parallel, chunk_size=args.chunk_size,
-                                  tus=args.tus, token=_token(args), progress=bar)
+                                  tus=args.tus, ietf=args.ietf, token=_token(args), progress=bar)
             how = "already on the server, nothing sent" if result.instant else f"via {result.method}"
             if result.resumed_bytes:
                 how += f", resumed: {result.resumed_bytes} bytes were already there"

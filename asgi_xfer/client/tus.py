@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import HTTPStatusError, RemoteProtocolError
 from .models import parse_url
@@ -25,6 +27,7 @@ TUS_HEADERS = {"tus-resumable": TUS_VERSION}
 # A resumed upload may fall back (409 offset mismatch, lost PATCH) this many
 # times in a row before we give up.
 MAX_OFFSET_RESYNCS = 8
+T = TypeVar("T")
 
 
 def tus_store_path() -> Path:
@@ -33,7 +36,7 @@ def tus_store_path() -> Path:
     return Path(cache) / "asgi-xfer" / "tus-uploads.json"
 
 
-def _read_store(path: Path) -> dict[str, str]:
+def read_url_store(path: Path) -> dict[str, str]:
     try:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError):
@@ -41,23 +44,49 @@ def _read_store(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def _write_store(path: Path, store: dict[str, str]) -> None:
+def write_url_store(path: Path, store: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(store))
     os.replace(tmp, path)
 
 
+class RememberedUpload:
+    """The upload URL kept for one (file, endpoint, target) fingerprint."""
+
+    def __init__(self, job: UploadJob, endpoint: str) -> None:
+        self.path = tus_store_path()
+        self.key = fingerprint_tus_upload(str(job.source.resolve()), job.size, job.sha256, endpoint,
+                                          job.target.remote_path)
+
+    def url(self) -> str | None:
+        return read_url_store(self.path).get(self.key)
+
+    def remember(self, url: str) -> None:
+        write_url_store(self.path, {**read_url_store(self.path), self.key: url})
+
+    async def resume_or_create(self, probe: Callable[[str], Awaitable[T | None]],
+                               create: Callable[[], Awaitable[str]]) -> tuple[str, T | None]:
+        """The remembered upload and what `probe` learns of it, or, when
+        there is none or it is gone (None), a new one remembered at once."""
+        location = self.url()
+        state = await probe(location) if location else None
+        if location is None or state is None:
+            location = await create()
+            self.remember(location)
+        return location, state
+
+    def forget(self) -> None:
+        store = read_url_store(self.path)
+        store.pop(self.key, None)
+        write_url_store(self.path, store)
+
+
 async def upload_tus(job: UploadJob, chunk_size: int) -> UploadResult:
-    store_path = tus_store_path()
     endpoint = f"{job.target.base_url}/tus/"
-    key = fingerprint_tus_upload(str(job.source.resolve()), job.size, job.sha256, endpoint, job.target.remote_path)
-    location = _read_store(store_path).get(key)
-    offset = await _head_offset(job, location) if location else None
-    if location is None or offset is None:
-        location = await _create(job, endpoint)
-        _write_store(store_path, {**_read_store(store_path), key: location})
-        offset = 0
+    remembered = RememberedUpload(job, endpoint)
+    location, known = await remembered.resume_or_create(lambda url: _head_offset(job, url), lambda: _create(job, endpoint))
+    offset = known or 0
     resumed = offset
     job.report(offset)
     resyncs = 0
@@ -75,9 +104,7 @@ async def upload_tus(job: UploadJob, chunk_size: int) -> UploadResult:
             job.sent = 0
             job.report(fresh)
             offset = fresh
-    store = _read_store(store_path)
-    store.pop(key, None)
-    _write_store(store_path, store)
+    remembered.forget()
     return UploadResult(path=job.target.remote_path, size=job.size, sha256=job.sha256, etag=None,
                         method="tus", resumed_bytes=resumed)
 
@@ -85,12 +112,18 @@ async def upload_tus(job: UploadJob, chunk_size: int) -> UploadResult:
 async def _create(job: UploadJob, endpoint: str) -> str:
     metadata = format_upload_metadata({"filename": job.source.name, "path": job.target.remote_path})
     headers = {**TUS_HEADERS, "upload-length": str(job.size), "upload-metadata": metadata}
+    return await create_upload_resource(job, endpoint, headers)
+
+
+async def create_upload_resource(job: UploadJob, url: str, headers: dict[str, str]) -> str:
+    """An empty POST that answers 201 with the new upload's `Location`
+    (tus creation; IETF careful upload creation), with retries."""
 
     async def attempt() -> str:
-        response, body = await job.pool.request("POST", endpoint, headers=headers, body=b"")
+        response, body = await job.pool.request("POST", url, headers=headers, body=b"")
         if response.status != 201 or "location" not in response.headers:
             raise HTTPStatusError.from_body(response.status, body, response.headers)
-        return str(parse_url(endpoint).join(response.headers["location"]))
+        return str(parse_url(url).join(response.headers["location"]))
 
     return await job.retrying(attempt)  # type: ignore[return-value]
 

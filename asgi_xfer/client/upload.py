@@ -3,7 +3,8 @@
 Owns the entry point: hash the file once (whole and per chunk), open the
 connection pool, and hand the upload to the flow asked for: a resumable
 `/uploads` session (`uploadjob.UploadJob`, which falls back to one streamed
-`PUT` where the server has no `/uploads`), or tus (`tus.upload_tus`).
+`PUT` where the server has no `/uploads`), tus (`tus.upload_tus`) or the
+IETF resumable uploads (`ietf.upload_ietf`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from .connection import Timeouts
 from .pool import ConnectionPool
 from .retry import RetryPolicy
+from .ietf import upload_ietf
 from .tus import upload_tus
 from .uploadjob import DEFAULT_CHUNK_SIZE_BYTES, ProgressCallback, UploadJob, UploadResult
 from .uploadplan import resolve_upload_target
@@ -27,7 +29,7 @@ HASH_READ_BYTES = 8 * 1024 * 1024
 
 
 async def upload(path: str | os.PathLike[str], url: str, *, parallel: int = 4,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE_BYTES, tus: bool = False, token: str | None = None,
+                 chunk_size: int = DEFAULT_CHUNK_SIZE_BYTES, tus: bool = False, ietf: bool = False, token: str | None = None,
                  progress: ProgressCallback | None = None, timeouts: Timeouts | None = None,
                  retry: RetryPolicy | None = None, ssl_context: ssl.SSLContext | None = None) -> UploadResult:
     """Upload the local file `path` to `url` (`http://host:port/files/dir/name`,
@@ -46,6 +48,8 @@ async def upload(path: str | os.PathLike[str], url: str, *, parallel: int = 4,
         job.chunk_digests = {chunk_size: chunk_digests}
         if tus:
             return await upload_tus(job, chunk_size)
+        if ietf:
+            return await upload_ietf(job, chunk_size)
         return await job.run(parallel, chunk_size)
 
 

@@ -45,7 +45,7 @@ class UploadResult:
     size: int
     sha256: str
     etag: str | None
-    method: str  # "uploads", "put" or "tus"
+    method: str  # "uploads", "put", "tus" or "ietf"
     instant: bool = False  # the server already had these bytes: nothing was sent
     resumed_bytes: int = 0  # bytes the server already had from an earlier run
 

@@ -23,7 +23,7 @@ from ..storage.sqlite import SqliteState
 from .config import Settings, settings_from_env
 from .context import Context
 from .exchange import ClientDisconnected, Exchange, Receive, Scope, Send
-from .handlers import archive, chunked, download, form, ops, tus, upload
+from .handlers import archive, chunked, download, form, ops, resumable, tus, upload
 from .metrics import METRICS
 
 log = logging.getLogger("asgi_xfer")
@@ -66,6 +66,11 @@ TUS_METHODS: Mapping[str, Handler] = {
     "OPTIONS": tus.options, "POST": tus.create, "HEAD": tus.head, "PATCH": tus.patch, "DELETE": tus.delete,
 }
 
+RESUMABLE_METHODS: Mapping[str, Handler] = {
+    "OPTIONS": resumable.options, "POST": resumable.create, "PUT": resumable.create, "HEAD": resumable.head,
+    "PATCH": resumable.patch, "DELETE": resumable.delete,
+}
+
 ROUTES: tuple[Route, ...] = (
     Route("/files/", {"GET": download.get_file, "PUT": upload.put_file, "POST": form.post_form, "DELETE": upload.delete_file}),
     Route("/archive/", {"GET": archive.get_archive}),
@@ -77,6 +82,8 @@ ROUTES: tuple[Route, ...] = (
     *(Route(path, TUS_METHODS, read_access=Access.WRITE, public_methods=frozenset({"OPTIONS"}),
             method_override=True, on_match=tus.set_response_headers)
       for path in ("/tus", "/tus/")),
+    *(Route(path, RESUMABLE_METHODS, read_access=Access.WRITE, public_methods=frozenset({"OPTIONS"}))
+      for path in ("/resumable", "/resumable/")),
 )
 
 # Collection paths given without their slash: redirect as nginx does.

@@ -199,6 +199,16 @@ class Exchange:
         METRICS.bytes_out += size
         await self._send({"type": "http.response.pathsend", "path": path})
 
+    async def informational(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
+        """A 1xx interim response before the final one, where the server
+        offers the `http.response.informational` extension (ours does:
+        `uvicornpathsend`); elsewhere nothing is sent, which every 1xx use
+        must tolerate (RFC 9110 §15.2: a client may never see them)."""
+        if self.started or "http.response.informational" not in (self.scope.get("extensions") or {}):
+            return
+        await self._send({"type": "http.response.informational", "status": status,
+                          "headers": [(_encode_name(k), v.encode("latin-1")) for k, v in headers]})
+
     async def respond(self, status: int, headers: Iterable[tuple[str, str]], data: bytes = b"") -> None:
         await self.start(status, headers)
         await self.body(data)
@@ -213,5 +223,16 @@ class Exchange:
         ], b"" if self.method == "HEAD" else data)
 
     async def error(self, exc: XferError) -> None:
-        payload = {"error": {**exc.details, "code": exc.code, "message": exc.message}}
-        await self.json(exc.status, payload, exc.headers.items())
+        payload: dict[str, Any] = {"error": {**exc.details, "code": exc.code, "message": exc.message}}
+        problem_type = getattr(exc, "problem_type", None)
+        if problem_type is None:
+            await self.json(exc.status, payload, exc.headers.items())
+            return
+        # An RFC 9457 problem type (the resumable upload draft's): its members
+        # at the top, our `error` envelope kept as an extension member.
+        problem = {"type": problem_type, "title": getattr(exc, "problem_title", exc.code), "status": exc.status,
+                   "detail": exc.message, **exc.details, "error": {"code": exc.code, "message": exc.message}}
+        data = json.dumps(problem, ensure_ascii=False, separators=(",", ":")).encode()
+        await self.respond(exc.status, [
+            ("content-type", "application/problem+json"), ("content-length", str(len(data))),
+            ("cache-control", "no-store"), *exc.headers.items()], b"" if self.method == "HEAD" else data)

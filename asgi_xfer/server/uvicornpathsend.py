@@ -1,5 +1,6 @@
 """The ASGI `http.response.pathsend` and `http.response.zerocopysend`
-extensions for uvicorn, with sendfile(2).
+extensions for uvicorn, with sendfile(2); and `http.response.informational`
+(1xx interim responses).
 
 Owns: a uvicorn HTTP protocol (`--http asgi_xfer.server.uvicornpathsend:PathsendHttpToolsProtocol`,
 what `asgi-xfer serve` uses) that advertises both extensions in
@@ -8,6 +9,10 @@ kernel's page cache straight to the socket: pathsend a whole file by path,
 zerocopysend a span of an open file (`file`, `offset`, `count`,
 `more_body`), which may sit between ordinary body messages (the parts of a
 multipart/byteranges response, a zip's file data between its headers).
+`http.response.informational` (`status` 100-199 but 101, `headers`) writes
+an interim response before `http.response.start`, as
+draft-ietf-httpbis-resumable-upload's `104 Upload Resumption Supported`
+needs (hypercorn's `http.response.early_hint` does the same for 103 only).
 Nothing else about the server changes. Must not: know about asgi_xfer's
 app; any ASGI app may use it.
 
@@ -32,7 +37,13 @@ import select
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 # Threads that may be sending files at once, each mostly asleep in poll():
 # one per concurrent whole-file download.
@@ -47,6 +58,10 @@ POLL_INTERVAL_MS = 500
 # at 64 KiB, which makes a 1 GiB upload ~16 000 pause/resume/wake-up rounds
 # through the event loop; 1 MiB per message cuts that sixteenfold.
 BODY_HIGH_WATER_BYTES = 1 << 20
+
+# 1xx codes newer than Python's http.HTTPStatus (uvicorn's status lines come
+# from it and would carry no reason phrase).
+INFORMATIONAL_PHRASES = {104: b"Upload Resumption Supported"}
 
 _pool = ThreadPoolExecutor(SENDFILE_THREADS, thread_name_prefix="xfer-sendfile")
 
@@ -92,8 +107,46 @@ class PathsendCycle(RequestResponseCycle):
             count = message.get("count")
             count = os.fstat(fd).st_size - offset if count is None else count
             await self._send_span(fd, offset, count, more_body=message.get("more_body", False))
+        elif kind == "http.response.informational":
+            self._send_informational(message["status"], message.get("headers", []))
         else:
             await super().send(message)
+
+    def _send_informational(self, status: int, headers: Any) -> None:
+        if self.response_started or not 100 <= status < 200 or status == 101:
+            raise RuntimeError("an informational response needs a 1xx status (not 101) before the response starts")
+        # RFC 9110 §15.2: "A server MUST NOT send a 1xx response to an
+        # HTTP/1.0 client."
+        if self.disconnected or self.scope["http_version"] == "1.0":
+            return
+        phrase = INFORMATIONAL_PHRASES.get(status)
+        content = [b"HTTP/1.1 %d %s\r\n" % (status, phrase) if phrase else STATUS_LINE[status]]
+        for name, value in headers:
+            if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
+                raise RuntimeError("Invalid HTTP header in an informational response.")
+            content.extend([name.lower(), b": ", value, b"\r\n"])
+        content.append(b"\r\n")
+        self.transport.write(b"".join(content))
+
+    async def receive(self) -> Any:
+        """As uvicorn's, but the body bytes that arrived before the client
+        went away still reach the app before `http.disconnect` (uvicorn drops
+        them): a resumable upload keeps every byte that arrived
+        (draft-ietf-httpbis-resumable-upload §4.4.2, tus)."""
+        if self.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.waiting_for_100_continue = False
+        if not self.disconnected and not self.response_complete:
+            self.flow.resume_reading()
+            await self.message_event.wait()
+            self.message_event.clear()
+        if self.disconnected and self.body and not self.response_complete:
+            body, self.body = bytes(self.body), bytearray()
+            return {"type": "http.request", "body": body, "more_body": self.more_body}
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        body, self.body = bytes(self.body), bytearray()
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
 
     async def _send_span(self, fd: int, offset: int, count: int, *, more_body: bool) -> None:
         if not self.response_started or self.response_complete or self.chunked_encoding:
@@ -142,7 +195,8 @@ class PathsendHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.scope["extensions"] = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
+        self.scope["extensions"] = {"http.response.pathsend": {}, "http.response.zerocopysend": {},
+                                    "http.response.informational": {}}
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from collections.abc import Iterable
 
+from ..protocol.digests import Hashers
 from ..protocol.sha256state import ResumableSha256
 
 # Bytes read per step when hashing from the staging file.
@@ -49,3 +51,12 @@ def sha256_file(path: str) -> str:
         while chunk := f.read(HASH_READ_BYTES):
             h.update(chunk)
     return h.hexdigest()
+
+
+def file_digests(path: str, algorithms: Iterable[str]) -> dict[str, bytes]:
+    """The named digests (RFC 9530 names) of a whole file, in one read."""
+    hashers = Hashers(algorithms)
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_READ_BYTES):
+            hashers.update(chunk)
+    return hashers.digests()

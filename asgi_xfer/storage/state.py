@@ -1,6 +1,6 @@
 """The state seam: what the server keeps besides file bytes, as small contracts.
 
-Owns: the `Session` model shared by `/uploads` and tus, the session states,
+Owns: the `Session` model shared by `/uploads`, tus and `/resumable/`, the session states,
 and the interfaces a state backend implements: upload sessions with their
 compare-and-set steps, the content index (sha256 <-> stored files), the CRC
 cache of archives, and the signing key. `storage.sqlite` implements them in
@@ -30,6 +30,9 @@ SESSION_TTL_S = 24 * 3600
 COMMIT_STALE_S = 60.0
 
 OPEN, COMMITTING, COMPLETE = "open", "committing", "complete"
+# Session kinds that receive a contiguous prefix (`offset`), not chunks:
+# tus and the IETF resumable uploads.
+OFFSET_KINDS = frozenset({"tus", "ietf"})
 # What `begin_commit` answers: this caller commits, it is done, or another
 # request is committing right now.
 WON, DONE, BUSY = "won", "done", "busy"
@@ -38,7 +41,7 @@ WON, DONE, BUSY = "won", "done", "busy"
 @dataclass(frozen=True)
 class Session:
     id: str
-    kind: str  # 'chunked' | 'tus'
+    kind: str  # 'chunked' | 'tus' | 'ietf'
     path: str
     size: int | None  # None while a tus length is deferred
     chunk_size: int
@@ -62,7 +65,7 @@ class Session:
     def hashable_end(self) -> int:
         """Where the bytes received without a gap after `hashed_upto` end:
         how far the running hash can go now (tus receives a contiguous prefix)."""
-        if self.kind == "tus":
+        if self.kind in OFFSET_KINDS:
             return self.offset
         return self.plan.contiguous_end(self.hashed_upto, self.received)
 
