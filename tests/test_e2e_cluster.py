@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import pytest
 from clusterproc import TEST_CLUSTER_TIMEOUT_S, FailingPeer, HangingPeer, start_node, start_nodes
 from conftest import need_tool, write_file
 from serverproc import ServerProc, free_port
+from test_e2e_archive import run_tool
 from test_e2e_download import assert_json_error, read_header_file
 
 NAMES = ("a", "b", "c")
@@ -298,15 +300,16 @@ def test_a_wrong_cluster_token_gives_502(lone: dict, nodes: dict[str, ServerProc
     assert status == 200 and body == big
 
 
-def test_an_owner_killed_mid_transfer_truncates_the_client(lone: dict, tmp_path: Path) -> None:
+def _kill_owner_mid_transfer(lone: dict, tmp_path: Path, rel: str, route: str) -> tuple[ServerProc, Path]:
+    """curl (slow reader) through a node while the file's owner is killed
+    with kill -9 after 2 MiB; returns the node and what curl wrote."""
     origin = lone["start"]()
-    data = os.urandom(64 << 20)
-    write_file(origin.root, "huge.bin", data)
+    write_file(origin.root, rel, os.urandom(64 << 20))
     node = lone["start"](origin.url)
     out = tmp_path / "out.bin"
     curl = subprocess.Popen(
         [need_tool("curl"), "-sS", "--limit-rate", "4M", "-o", str(out),
-         "-H", f"Authorization: Bearer {node.token}", node.url + "/cluster/files/huge.bin"],
+         "-H", f"Authorization: Bearer {node.token}", node.url + route],
         stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 30
@@ -316,7 +319,143 @@ def test_an_owner_killed_mid_transfer_truncates_the_client(lone: dict, tmp_path:
     _, stderr = curl.communicate(timeout=60)
     # 18: "transfer closed with outstanding read data remaining".
     assert curl.returncode == 18, stderr
-    assert out.stat().st_size < len(data)
+    return node, out
+
+
+def test_an_owner_killed_mid_transfer_truncates_the_client(lone: dict, tmp_path: Path) -> None:
+    node, out = _kill_owner_mid_transfer(lone, tmp_path, "huge.bin", "/cluster/files/huge.bin")
+    assert out.stat().st_size < 64 << 20
     # The node in the middle lives on, and says the owner is gone.
     status, headers, body = node.request("GET", "/cluster/files/huge.bin")
     assert "unreachable" in assert_json_error(status, headers, body, 502)["message"]
+
+
+# -- cluster archives -------------------------------------------------------------------
+
+
+def _zip_of(node: ServerProc, path: str, tmp_path: Path, *args: str, out: Path | None = None) -> tuple[int, dict[str, str], Path]:
+    out = out or tmp_path / "cluster.zip"
+    dump = tmp_path / "zip.headers"
+    done = subprocess.run(
+        [need_tool("curl"), "-sS", "-D", str(dump), "-o", str(out), *args,
+         "-H", f"Authorization: Bearer {node.token}", node.url + "/cluster/archive/" + path],
+        capture_output=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    status, headers = read_header_file(dump)
+    return status, headers, out
+
+
+def _expected_files(nodes: dict[str, ServerProc], rel: str) -> dict[str, bytes]:
+    """What every node holds under `rel`, read from their disks: the oracle."""
+    out = {}
+    for name, node in nodes.items():
+        top = node.root / rel
+        for path in sorted(top.rglob("*")) if top.is_dir() else []:
+            if path.is_file():
+                out[f"{name}/{path.relative_to(node.root).as_posix()}"] = path.read_bytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def spread(nodes: dict[str, ServerProc]) -> str:
+    """var/log/app on every node with different files, one big (over the
+    64 MiB limit of CRCs in local headers, so the descriptor layout is used)."""
+    write_file(nodes["a"].root, "var/log/app/a.log", b"a\n" * 1000)
+    write_file(nodes["a"].root, "var/log/app/nested/deeper/a2.log", b"")
+    write_file(nodes["b"].root, "var/log/app/b.log", os.urandom(70 << 20))
+    write_file(nodes["c"].root, "var/log/app/c.log", b"c" * 12345)
+    return "var/log/app"
+
+
+def test_cluster_zip_holds_every_nodes_copy(nodes: dict[str, ServerProc], spread: str, tmp_path: Path) -> None:
+    status, headers, out = _zip_of(nodes["a"], spread, tmp_path)
+    assert status == 200
+    assert int(headers["content-length"]) == out.stat().st_size
+    assert headers["etag"].startswith('"') and headers["accept-ranges"] == "bytes"
+    with zipfile.ZipFile(out) as archive:
+        assert archive.testzip() is None
+        files = {info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()}
+    assert files == _expected_files(nodes, spread)
+    assert "No errors detected" in run_tool("unzip", "-t", str(out))
+    assert "Everything is Ok" in run_tool("7z", "t", str(out))
+    # Asked of b, whose own copy comes first: the same files.
+    (tmp_path / "b").mkdir()
+    _, _, out_b = _zip_of(nodes["b"], spread, tmp_path / "b")
+    with zipfile.ZipFile(out_b) as archive:
+        names = [info.filename for info in archive.infolist() if not info.is_dir()]
+        assert {name: archive.read(name) for name in names} == files
+    assert names[0].startswith("b/")
+
+
+def test_cluster_zip_of_a_small_tree_has_crcs_up_front(nodes: dict[str, ServerProc], tmp_path: Path) -> None:
+    write_file(nodes["b"].root, "small/one.txt", b"one")
+    write_file(nodes["c"].root, "small/two/two.txt", b"two" * 100)
+    status, headers, out = _zip_of(nodes["a"], "small", tmp_path)
+    assert status == 200
+    with zipfile.ZipFile(out) as archive:
+        files = {i.filename: archive.read(i) for i in archive.infolist() if not i.is_dir()}
+        errors = archive.read("_errors.txt").decode()
+        # No data descriptors: CRCs were asked of the nodes before the first byte.
+        assert all(not i.flag_bits & 0x08 for i in archive.infolist())
+    assert files.pop("_errors.txt").decode() == errors
+    assert files == {"b/small/one.txt": b"one", "c/small/two/two.txt": b"two" * 100}
+    assert errors == "node a does not have it (404)\n"
+
+
+def test_cluster_zip_resumes_with_curl(nodes: dict[str, ServerProc], spread: str, tmp_path: Path) -> None:
+    _, _, whole = _zip_of(nodes["a"], spread, tmp_path)
+    expected = whole.read_bytes()
+    for cut in (10, len(expected) // 3, len(expected) - 100):
+        part = tmp_path / f"part{cut}.zip"
+        part.write_bytes(expected[:cut])
+        status, headers, _ = _zip_of(nodes["a"], spread, tmp_path, "-C", "-", out=part)
+        assert status == 206, headers
+        assert headers["content-range"] == f"bytes {cut}-{len(expected) - 1}/{len(expected)}"
+        assert part.read_bytes() == expected, cut
+
+
+def test_cluster_zip_conditionals(nodes: dict[str, ServerProc], spread: str) -> None:
+    status, headers, _ = nodes["a"].request("HEAD", "/cluster/archive/" + spread)
+    assert status == 200
+    etag = headers["etag"]
+    status, _, _ = nodes["a"].request("GET", "/cluster/archive/" + spread, headers={"if-none-match": etag})
+    assert status == 304
+    status, _, body = nodes["a"].request("GET", "/cluster/archive/" + spread, headers={"range": "bytes=0-99", "if-range": '"old"'})
+    assert status == 200 and len(body) == int(headers["content-length"])
+    status, _, _ = nodes["a"].request("GET", "/cluster/archive/" + spread, headers={"range": "bytes=99999999999-"})
+    assert status == 416
+
+
+def test_cluster_zip_nobody_has_it(nodes: dict[str, ServerProc]) -> None:
+    status, headers, body = nodes["a"].request("GET", "/cluster/archive/not/anywhere")
+    assert_json_error(status, headers, body, 404)
+
+
+def test_cluster_zip_lists_failing_nodes_in_errors_txt(lone: dict, nodes: dict[str, ServerProc], spread: str,
+                                                        tmp_path: Path) -> None:
+    hang, fail = HangingPeer(), FailingPeer()
+    lone["fakes"] += [hang, fail]
+    dead = f"http://127.0.0.1:{free_port()}"
+    node = lone["start"](nodes["c"].url, hang.url, fail.url, dead)
+    wrong = lone["start"](nodes["b"].url, args=("--cluster-token", "not-the-clusters"))
+    status, _, out = _zip_of(node, spread, tmp_path)
+    assert status == 200
+    with zipfile.ZipFile(out) as archive:
+        lines = archive.read("_errors.txt").decode().splitlines()
+        names = {i.filename for i in archive.infolist() if not i.is_dir()}
+    assert names == {"c/var/log/app/c.log", "_errors.txt"}
+    assert lines[0] == "node n0 does not have it (404)"
+    assert lines[1].startswith(f"node 127.0.0.1-{hang.port} did not answer in time")
+    assert lines[2] == f"node 127.0.0.1-{fail.port} answered 500"
+    assert lines[3].startswith(f"node 127.0.0.1-{dead.rsplit(':', 1)[1]} is unreachable")
+    status, _, out = _zip_of(wrong, spread, tmp_path)
+    with zipfile.ZipFile(out) as archive:
+        # b names itself even in its refusal (X-Xfer-Node on every answer to a peer).
+        assert archive.read("_errors.txt").decode().splitlines()[1] == "node b refused the cluster token (401)"
+
+
+def test_an_owner_killed_mid_archive_truncates_the_client(lone: dict, tmp_path: Path) -> None:
+    _, out = _kill_owner_mid_transfer(lone, tmp_path, "dump/huge.bin", "/cluster/archive/dump")
+    with pytest.raises(zipfile.BadZipFile):
+        zipfile.ZipFile(out)

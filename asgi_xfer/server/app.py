@@ -25,7 +25,7 @@ from ..storage.sqlite import SqliteState
 from .config import Settings, settings_from_env
 from .context import Context
 from .exchange import ClientDisconnected, Exchange, Receive, Scope, Send
-from .handlers import archive, chunked, cluster, download, form, ops, tus, upload
+from .handlers import archive, chunked, cluster, clusterarchive, download, form, ops, tus, upload
 from .metrics import METRICS
 
 log = logging.getLogger("asgi_xfer")
@@ -73,6 +73,8 @@ ROUTES: tuple[Route, ...] = (
     Route("/archive/", {"GET": archive.get_archive}),
     Route("/cluster/files/", {"GET": cluster.get_file, "PUT": cluster.put_file}),
     Route("/cluster/nodes", {"GET": cluster.get_nodes}),
+    Route("/cluster/archive/", {"GET": clusterarchive.get_archive}),
+    Route(clusterarchive.MANIFEST_ROUTE, {"GET": clusterarchive.get_manifest}),
     Route("/healthz", {"GET": ops.healthz}, read_access=Access.PUBLIC),
     Route("/metrics", {"GET": ops.metrics}, read_access=Access.WRITE),
     Route("/sign", {"POST": ops.sign}),

@@ -15,7 +15,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -46,6 +46,10 @@ PROBE_TIMEOUT_S = 3.0
 # Connections to all peers together: `aria2c -x 16` through this node from
 # a few clients at once, with room to spare.
 MAX_PEER_CONNECTIONS = 64
+# A node asked for its manifest with `?crc=1` reads its files for their
+# CRC-32s before it answers: ~1 GB/s with zlib, several with ISA-L, so a
+# few hundred GiB of cache misses fit in this.
+SLOW_READ_TIMEOUT_S = 600.0
 # A relayed JSON answer (a PUT's result, an error) is a few hundred bytes.
 MAX_SMALL_ANSWER_BYTES = 64 * 1024
 
@@ -93,6 +97,7 @@ class PeerLink:
         self.probe_timeout_s = min(PROBE_TIMEOUT_S, timeout)
         self.peers = [Peer(url, fallback_node_name(url)) for url in settings.peers]
         self._pool: ConnectionPool | None = None
+        self._slow_pool: ConnectionPool | None = None
 
     @property
     def pool(self) -> ConnectionPool:
@@ -101,9 +106,18 @@ class PeerLink:
             self._pool = ConnectionPool(max_connections=MAX_PEER_CONNECTIONS, timeouts=self.timeouts)
         return self._pool
 
+    @property
+    def slow_pool(self) -> ConnectionPool:
+        """For answers a peer computes before the first byte (`?crc=1`)."""
+        if self._slow_pool is None:
+            timeouts = replace(self.timeouts, read=max(SLOW_READ_TIMEOUT_S, self.timeouts.read or 0))
+            self._slow_pool = ConnectionPool(max_connections=MAX_PEER_CONNECTIONS, timeouts=timeouts)
+        return self._slow_pool
+
     async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.aclose()
+        for pool in (self._pool, self._slow_pool):
+            if pool is not None:
+                await pool.aclose()
 
     def forward_headers(self, method: str, headers: Mapping[str, str]) -> dict[str, str]:
         return plan_forward_headers(method, headers, token=self.token, hop=self.own_name)
@@ -119,14 +133,14 @@ class PeerLink:
     @contextlib.asynccontextmanager
     async def open(self, peer: Peer, method: str, route: str, rel: RelPath, headers: Mapping[str, str], *,
                    query: Mapping[str, str] | None = None, body: Body = None,
-                   timeout_s: float | None = None) -> AsyncIterator[Response]:
+                   timeout_s: float | None = None, slow: bool = False) -> AsyncIterator[Response]:
         """One exchange with `peer`; the response head is ready inside the
         block. `PeerFailure` if no head comes (within `timeout_s` as a whole
         when given); body errors inside the block are the caller's."""
         url = format_peer_target(peer.url, route, quote(rel.text, safe="/"))
         if query:
             url += "?" + urlencode(query)
-        exchange = self.pool.stream(method, url, headers=headers, body=body)
+        exchange = (self.slow_pool if slow else self.pool).stream(method, url, headers=headers, body=body)
         with _as_peer_failure():
             async with asyncio.timeout(timeout_s):
                 response = await exchange.__aenter__()
