@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -190,6 +191,17 @@ def test_aria2c_split_through_a_peer(nodes: dict[str, ServerProc], big: bytes, t
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert hashlib.sha256((tmp_path / "aria.bin").read_bytes()).digest() == hashlib.sha256(big).digest()
+
+
+def test_own_client_split_through_a_peer(nodes: dict[str, ServerProc], big: bytes, tmp_path: Path) -> None:
+    out = tmp_path / "own.bin"
+    done = subprocess.run(
+        [sys.executable, "-m", "asgi_xfer", "get", "-j", "8", "--token", str(nodes["a"].token), "-o", str(out),
+         "--sha256", hashlib.sha256(big).hexdigest(), nodes["a"].url + "/cluster/files/logs/big.bin"],
+        capture_output=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == big
 
 
 def test_put_through_a_peer_lands_on_the_named_node(nodes: dict[str, ServerProc]) -> None:
