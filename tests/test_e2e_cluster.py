@@ -166,6 +166,18 @@ def test_cluster_routes_need_the_access_files_need(nodes: dict[str, ServerProc],
     assert_json_error(status, headers, body, 401)
 
 
+def test_a_signed_link_opens_a_cluster_path_and_only_it(nodes: dict[str, ServerProc], big: bytes) -> None:
+    status, _, body = nodes["a"].request("POST", "/sign", body=json.dumps(
+        {"path": "/cluster/files/logs/big.bin", "expires_in": 600}).encode(), headers={"content-type": "application/json"})
+    assert status == 200, body
+    url = json.loads(body)["url"]
+    status, headers, got = nodes["a"].request("GET", url, auth=False)
+    assert (status, headers["x-xfer-node"]) == (200, "b") and got == big
+    other = url.replace("/cluster/files/logs/big.bin", "/cluster/files/logs/other.bin")
+    status, headers, body = nodes["a"].request("GET", other, auth=False)
+    assert_json_error(status, headers, body, 403)
+
+
 def test_curl_resume_through_a_peer(nodes: dict[str, ServerProc], big: bytes, tmp_path: Path) -> None:
     out = tmp_path / "big.bin"
     out.write_bytes(big[: 5 << 20])  # what a broken first attempt left
