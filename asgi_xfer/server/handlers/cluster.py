@@ -37,10 +37,11 @@ from ...protocol.errors import BadGateway, NotFound
 from ...protocol.paths import RelPath, parse_rel_path
 from ..context import Context
 from ..exchange import Exchange
-from . import download, upload
-from .ops import VERSION
 from ..metrics import METRICS
 from ..peers import MAX_SMALL_ANSWER_BYTES, Peer, PeerFailure, PeerLink
+from . import download, upload
+from .ops import VERSION
+
 
 def _mark_local(ctx: Context, ex: Exchange) -> None:
     if not any(name == NODE_HEADER for name, _ in ex.extra_headers):
