@@ -92,6 +92,16 @@ def test_relay_headers_keep_representation_drop_hop_by_hop() -> None:
     ]
 
 
+@pytest.mark.parametrize(("location", "root", "expected"), [
+    ("/files/logs/", "", "/cluster/files/logs/?node=b"),
+    ("/xfer/files/logs/?inline=1", "/mine", "/mine/cluster/files/logs/?node=b&inline=1"),
+    ("/uploads/abc", "", "/uploads/abc"),
+    ("https://elsewhere/files/x", "", "https://elsewhere/files/x"),
+])
+def test_relayed_redirects_stay_on_the_owner(location: str, root: str, expected: str) -> None:
+    assert plan_relay_headers([("location", location)], "b", root) == [("location", expected), (NODE_HEADER, "b")]
+
+
 @pytest.mark.parametrize(("status", "expected"), [
     (200, None), (206, None), (304, None), (308, None), (404, None), (412, None), (413, None), (416, None),
     (422, None), (507, None), (401, FAILURE_REFUSED), (403, FAILURE_REFUSED), (500, FAILURE_ERROR),

@@ -79,6 +79,15 @@ def test_local_remote_and_nested_files(nodes: dict[str, ServerProc]) -> None:
         assert normalized(headers, got) == normalized(direct, body)
 
 
+def test_a_remote_directory_redirects_to_its_listing_on_that_node(nodes: dict[str, ServerProc]) -> None:
+    write_file(nodes["c"].root, "only-c/dir/f.txt", b"x")
+    status, headers, _ = nodes["a"].request("GET", "/cluster/files/only-c/dir")
+    assert (status, headers["location"]) == (308, "/cluster/files/only-c/dir/?node=c")
+    status, headers, body = nodes["a"].request("GET", headers["location"])
+    assert (status, headers["x-xfer-node"]) == (200, "c")
+    assert [e["name"] for e in json.loads(body)["entries"]] == ["f.txt"]
+
+
 def test_nobody_has_it_is_404(nodes: dict[str, ServerProc]) -> None:
     status, headers, body = nodes["a"].request("GET", "/cluster/files/nowhere/at/all.txt")
     assert_json_error(status, headers, body, 404)

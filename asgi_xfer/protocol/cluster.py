@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from .errors import BadGateway, GatewayTimeout, NotFound, XferError
 
@@ -103,11 +103,25 @@ def plan_forward_headers(method: str, headers: Mapping[str, str], *, token: str,
     return out
 
 
-def plan_relay_headers(headers: Iterable[tuple[str, str]], node: str) -> list[tuple[str, str]]:
+def plan_relay_headers(headers: Iterable[tuple[str, str]], node: str, root_path: str = "") -> list[tuple[str, str]]:
     """The owner's answer's fields that our client gets, plus whose copy it is."""
-    out = [(name, value) for name, value in headers if name in RELAY_HEADERS]
+    out = [(name, format_relay_location(value, node, root_path) if name == "location" else value)
+           for name, value in headers if name in RELAY_HEADERS]
     out.append((NODE_HEADER, node))
     return out
+
+
+def format_relay_location(location: str, node: str, root_path: str = "") -> str:
+    """A peer's redirect to its own `/files/` path (a directory's slash
+    form, RFC 9110 §15.4.9 308) as the same path under our `/cluster/files/`
+    with `?node=`, so the client stays on that node's copy. Absolute URLs
+    and other paths pass as they are."""
+    marker = "/files/"
+    at = location.find(marker)
+    if at < 0 or "://" in location:
+        return location
+    path, _, query = location[at + len(marker):].partition("?")
+    return f"{root_path}/cluster{marker}{path}?node={quote(node, safe='')}" + (f"&{query}" if query else "")
 
 
 def classify_peer_status(status: int) -> str | None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from ..client.connection import Body, Response, Timeouts
 from ..client.errors import ClientError, ConnectError, InvalidURL, TimeoutError as ClientTimeout
@@ -34,7 +34,7 @@ from ..protocol.cluster import (
     plan_forward_headers,
 )
 from ..protocol.errors import NotFound
-from ..protocol.paths import RelPath
+from ..protocol.paths import RelPath, format_url_path
 from .config import Settings
 
 # A peer on the same network accepts within milliseconds; 3 s allows for
@@ -137,7 +137,7 @@ class PeerLink:
         """One exchange with `peer`; the response head is ready inside the
         block. `PeerFailure` if no head comes (within `timeout_s` as a whole
         when given); body errors inside the block are the caller's."""
-        url = format_peer_target(peer.url, route, quote(rel.text, safe="/"))
+        url = format_peer_target(peer.url, route, format_url_path("", rel, directory=rel.trailing_slash))
         if query:
             url += "?" + urlencode(query)
         exchange = (self.slow_pool if slow else self.pool).stream(method, url, headers=headers, body=body)

@@ -111,7 +111,8 @@ def _refuse_failed(peer: Peer, status: int) -> None:
 
 
 async def _relay_body(ex: Exchange, peer: Peer, response: Response) -> None:
-    await ex.start(response.status, plan_relay_headers(response.headers.items(), peer.name))
+    root = ex.scope.get("root_path") or ""
+    await ex.start(response.status, plan_relay_headers(response.headers.items(), peer.name, root))
     ex.watch_disconnect()
     METRICS.active_transfers += 1
     try:
