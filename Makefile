@@ -42,6 +42,7 @@ bench: $(VENV)/.bench $(VENV)/.test tools
 	$(PY) bench/run_uploads.py
 	$(PY) bench/bench_archive.py
 	$(PY) bench/bench_multipart_parser.py
+	$(PY) bench/bench_cluster.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

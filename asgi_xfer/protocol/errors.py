@@ -101,6 +101,18 @@ class InternalError(XferError):
     status, code = 500, "internal_error"
 
 
+class BadGateway(XferError):
+    """A cluster peer failed before its answer began (SPEC "Cluster")."""
+
+    status, code = 502, "bad_gateway"
+
+
+class GatewayTimeout(XferError):
+    """A cluster peer did not answer within the timeout (SPEC "Cluster")."""
+
+    status, code = 504, "gateway_timeout"
+
+
 def translate_os_error(exc: OSError, what: str) -> XferError:
     """Map an OSError met while touching `what` to the error a client should see.
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..protocol.auth import Access, authorize
+from ..protocol.cluster import NODE_HEADER, is_forwarded
 from ..protocol.errors import InternalError, MethodNotAllowed, NotFound, XferError
 from ..storage import committer
 from ..storage.disktree import DiskTree
@@ -23,7 +25,7 @@ from ..storage.sqlite import SqliteState
 from .config import Settings, settings_from_env
 from .context import Context
 from .exchange import ClientDisconnected, Exchange, Receive, Scope, Send
-from .handlers import archive, chunked, download, form, ops, resumable, tus, upload
+from .handlers import archive, chunked, cluster, clusterarchive, download, form, ops, resumable, tus, upload
 from .metrics import METRICS
 
 log = logging.getLogger("asgi_xfer")
@@ -74,6 +76,10 @@ RESUMABLE_METHODS: Mapping[str, Handler] = {
 ROUTES: tuple[Route, ...] = (
     Route("/files/", {"GET": download.get_file, "PUT": upload.put_file, "POST": form.post_form, "DELETE": upload.delete_file}),
     Route("/archive/", {"GET": archive.get_archive}),
+    Route("/cluster/files/", {"GET": cluster.get_file, "PUT": cluster.put_file}),
+    Route("/cluster/nodes", {"GET": cluster.get_nodes}),
+    Route("/cluster/archive/", {"GET": clusterarchive.get_archive}),
+    Route(clusterarchive.MANIFEST_ROUTE, {"GET": clusterarchive.get_manifest}),
     Route("/healthz", {"GET": ops.healthz}, read_access=Access.PUBLIC),
     Route("/metrics", {"GET": ops.metrics}, read_access=Access.WRITE),
     Route("/sign", {"POST": ops.sign}),
@@ -121,6 +127,11 @@ class XferApp:
             self.generated_token = secrets.token_urlsafe(24)
             settings = replace(settings, tokens=(self.generated_token,))
             log.warning("asgi-xfer: no token configured; generated access token: %s", self.generated_token)
+        if settings.cluster_token and settings.cluster_token not in settings.tokens:
+            # Peers present the cluster token: it is accepted like any token.
+            settings = replace(settings, tokens=(*settings.tokens, settings.cluster_token))
+        if not settings.node_name:
+            settings = replace(settings, node_name=socket.gethostname())
         settings.root.mkdir(parents=True, exist_ok=True)
         tree = DiskTree(settings.root)
         tree.ensure_layout()
@@ -145,6 +156,7 @@ class XferApp:
                 committer.maybe_sweep(self.ctx)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.ctx.peers.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -175,6 +187,9 @@ class XferApp:
                 return
             raise NotFound(f"no resource at {ex.path}")
         route, tail = found
+        if is_forwarded(ex.headers):
+            # A peer asking: tell it whose answer this is (it learns our name).
+            ex.extra_headers.append((NODE_HEADER, self.settings.node_name))
         if route.on_match is not None:
             route.on_match(ex)
         override = ex.headers.get("x-http-method-override")

@@ -16,6 +16,7 @@ from typing import Any
 from ..storage.state import ContentIndex, CrcCache, SessionStore, StateBackend
 from ..storage.tree import FilesTree
 from .config import Settings
+from .peers import PeerLink
 
 
 @dataclass
@@ -25,6 +26,10 @@ class Context:
     state: StateBackend
     clock: Callable[[], float] = field(default=time.time)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    peers: PeerLink = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.peers = PeerLink(self.settings)  # the cluster's peers (SPEC "Cluster")
 
     @property
     def sessions(self) -> SessionStore:

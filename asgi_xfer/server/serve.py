@@ -38,7 +38,11 @@ def add_serve_parser(sub: Any, parse_size: Callable[[str], int]) -> None:
     serve.add_argument("--max-upload", type=parse_size, default=None, metavar="BYTES")
     serve.add_argument("--session-ttl", type=int, default=None, metavar="SECONDS", help="idle upload sessions expire after this (default 86400)")
     serve.add_argument("--peer", action="append", default=[], help="cluster peer base URL (repeatable)")
-    serve.add_argument("--node-name", default="")
+    serve.add_argument("--node-name", default="", help="this node's name in a cluster (default: HOSTNAME-PORT)")
+    serve.add_argument("--cluster-token", default=os.environ.get("XFER_CLUSTER_TOKEN", ""),
+                       help="bearer token nodes send to and accept from each other (default: the first --token)")
+    serve.add_argument("--cluster-timeout", type=float, default=None, metavar="SECONDS",
+                       help="give up on a peer silent for this long (default 10)")
     serve.add_argument("--access-log", action="store_true")
     serve.add_argument("--log-level", default="warning")
 
@@ -90,11 +94,15 @@ def run_serve(args: argparse.Namespace) -> int:
         settings = replace(settings, max_upload_bytes=args.max_upload)
     if args.session_ttl is not None:
         settings = replace(settings, session_ttl_s=args.session_ttl)
+    if args.cluster_timeout is not None:
+        settings = replace(settings, cluster_timeout_s=args.cluster_timeout)
     generated = not settings.tokens and not settings.no_auth
     if generated:
         settings = replace(settings, tokens=(secrets.token_urlsafe(24),))
     sock = _bind(args.host, args.port)
     port = sock.getsockname()[1]
+    settings = replace(settings, cluster_token=args.cluster_token,
+                       node_name=args.node_name or f"{socket.gethostname()}-{port}")
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(_banner(settings, f"http://{host}:{port}/", generated), flush=True)
     os.environ.update(settings_to_env(settings))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from urllib.parse import quote, urlencode
 
+from ...protocol.auth import bearer_token, token_matches
 from ...protocol.errors import BadRequest
 from ...protocol.paths import parse_rel_path
 from ...protocol.signing import MAX_LINK_LIFETIME_S, sign_link
@@ -15,11 +17,23 @@ from ..metrics import METRICS
 # download, short enough that a leaked link soon stops working.
 SIGN_DEFAULT_EXPIRES_S = 3600
 SIGNABLE_METHODS = ("GET", "HEAD", "PUT", "DELETE")
-SIGNABLE_PREFIXES = ("/files/", "/archive/")
+SIGNABLE_PREFIXES = ("/files/", "/archive/", "/cluster/files/", "/cluster/archive/")
+
+try:
+    VERSION = importlib.metadata.version("asgi_xfer")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    VERSION = "unknown"
 
 
 async def healthz(ctx: Context, ex: Exchange, tail: str) -> None:
-    await ex.json(200, {"status": "ok"})
+    """`{"status": "ok"}` for anyone (load balancers probe without
+    credentials); with a valid token also the node's name, version and free
+    disk, which `/cluster/nodes` on a peer reports (not for strangers)."""
+    payload: dict[str, object] = {"status": "ok"}
+    s = ctx.settings
+    if s.no_auth or token_matches(bearer_token(ex.headers.get("authorization")), s.tokens):
+        payload.update(node=s.node_name, version=VERSION, free_bytes=ctx.tree.free_bytes())
+    await ex.json(200, payload)
 
 
 async def metrics(ctx: Context, ex: Exchange, tail: str) -> None:
