@@ -273,6 +273,19 @@ def test_multiple_ranges_give_multipart_byteranges(server: ServerProc, big: byte
     ]
 
 
+def test_multiple_ranges_come_in_request_order(server: ServerProc, big: bytes) -> None:
+    # RFC 9110 §15.3.7.2: parts SHOULD be sent in the order the range-specs
+    # were requested, coalesced ones (here 0-9 and 5-19) where the first stood.
+    size = len(big)
+    status, headers, body = server.request("GET", "/files/ranges/big.bin", {"Range": "bytes=-100,5-19,2000-2999,0-9"})
+    assert status == 206
+    assert [(r, d) for _, r, d in _multipart(headers, body)] == [
+        (f"bytes {size - 100}-{size - 1}/{size}", big[size - 100:]),
+        (f"bytes 0-19/{size}", big[0:20]),
+        (f"bytes 2000-2999/{size}", big[2000:3000]),
+    ]
+
+
 def test_multipart_framing_is_crlf(server: ServerProc, big: bytes) -> None:
     status, headers, body = server.request("GET", "/files/ranges/big.bin", {"Range": "bytes=10-19,500-509"})
     assert status == 206

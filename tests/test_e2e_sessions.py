@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import random
 import threading
@@ -148,6 +149,27 @@ def test_invalid_requests(server: ServerProc) -> None:
     assert server.request("PUT", "/uploads/nope/chunks/0", body=b"x")[0] == 404
     assert server.request("POST", "/uploads/nope/other")[0] == 404
     assert server.request("POST", "/uploads", body=b"{}", auth=False)[0] == 401
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/plain;charset=UTF-8",
+                                          "application/x-www-form-urlencoded", None])
+@pytest.mark.parametrize("path", ["/uploads", "/sign"])
+def test_json_body_not_sent_as_json_is_415(server: ServerProc, path: str, content_type: str | None) -> None:
+    # A JSON body as text/plain or a form (curl -d) is what a cross-site page
+    # may send without a CORS preflight: refused, nothing opened.
+    payload = json.dumps({"path": "sess/typed.bin", "size": 3}).encode()
+    headers = {"Content-Type": content_type} if content_type else {}
+    before = set((server.root / ".xfer/uploads").glob("*.part"))
+    status, hdrs, raw = server.request("POST", path, headers, payload)
+    assert status == 415 and json.loads(raw)["error"]["code"] == "unsupported_media_type"
+    assert set((server.root / ".xfer/uploads").glob("*.part")) == before
+
+
+def test_complete_without_body_needs_no_type(server: ServerProc) -> None:
+    status, body = create(server, "sess/empty-complete.bin", b"abc")
+    assert status == 201
+    assert server.request("PUT", f"/uploads/{body['id']}/chunks/0", body=b"abc")[0] == 200
+    assert server.request("POST", f"/uploads/{body['id']}/complete")[0] == 201
 
 
 def test_not_enough_disk_is_507(server: ServerProc) -> None:

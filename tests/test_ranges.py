@@ -76,10 +76,15 @@ UNSATISFIABLE = RangePlan("unsatisfiable")
         ("bytes=0-9, ,20-29,", partial((0, 9), (20, 29))),
         ("bytes=,0-9", partial((0, 9))),
         # §14.6: overlapping and adjacent ranges may be coalesced, whatever
-        # their order in the header.
+        # their order in the header; §15.3.7.2: the parts come in the order
+        # their range-specs were requested, a merged one where the first
+        # spec it absorbed stood.
         ("bytes=0-4,5-9", partial((0, 9))),
         ("bytes=0-5,3-9", partial((0, 9))),
-        ("bytes=500-599,0-99", partial((0, 99), (500, 599))),
+        ("bytes=500-599,0-99", partial((500, 599), (0, 99))),
+        ("bytes=900-999,0-9,500-509,5-19", partial((900, 999), (0, 19), (500, 509))),
+        ("bytes=900-999,10-19,500-509,0-9", partial((900, 999), (0, 19), (500, 509))),
+        ("bytes=-100,0-9", partial((9900, 9999), (0, 9))),
         ("bytes=0-,0-,0-,0-", partial((0, 9999))),
         ("bytes=20-29,0-99", partial((0, 99))),
         # Leading zeros are digits like any other.
@@ -218,10 +223,15 @@ def test_partial_plan_covers_exactly_the_requested_bytes(
         got = [p for r in plan.ranges for p in range(r.start, r.end + 1)]
         assert len(got) == len(set(got))  # no byte twice
         assert set(got) == wanted
-        starts = [r.start for r in plan.ranges]
-        assert starts == sorted(starts)
-        for before, after in zip(plan.ranges, plan.ranges[1:]):
+        ordered = sorted(plan.ranges, key=lambda r: r.start)
+        for before, after in zip(ordered, ordered[1:]):
             assert after.start > before.end + 1  # coalesced: a real gap
+        # §15.3.7.2: parts in the order of the first range-spec each covers.
+        first_spec = []
+        for r in plan.ranges:
+            first_spec.append(next(i for i, (a, b) in enumerate(specs)
+                                   if satisfied_bytes([(a, b)], size) & set(range(r.start, r.end + 1))))
+        assert first_spec == sorted(first_spec)
     elif plan.kind == "unsatisfiable":
         assert not wanted
     else:

@@ -140,15 +140,26 @@ def _resolve_spec(spec: tuple[int | None, int | None], size: int) -> ByteRange |
 
 
 def _coalesce(ranges: list[ByteRange]) -> tuple[ByteRange, ...]:
-    """Merge overlapping and adjacent ranges (allowed by RFC 9110 §14.6)."""
+    """Merge overlapping and adjacent ranges (allowed by RFC 9110 §14.6), in
+    request order.
+
+    RFC 9110 §15.3.7.2: a server "SHOULD send the parts in the same order that
+    the corresponding range-spec appeared in the received Range header field,
+    excluding those ranges that were deemed unsatisfiable or that were
+    coalesced into other ranges". A merged range stands where the first of
+    the specs it absorbed was requested.
+    """
     merged: list[ByteRange] = []
-    for r in sorted(ranges, key=lambda r: (r.start, r.end)):
+    first_asked: list[int] = []
+    for position, r in sorted(enumerate(ranges), key=lambda item: (item[1].start, item[1].end)):
         if merged and r.start <= merged[-1].end + 1:
             last = merged[-1]
             merged[-1] = ByteRange(last.start, max(last.end, r.end))
+            first_asked[-1] = min(first_asked[-1], position)
         else:
             merged.append(r)
-    return tuple(merged)
+            first_asked.append(position)
+    return tuple(r for _, r in sorted(zip(first_asked, merged), key=lambda item: item[0]))
 
 
 def plan_ranges(header: str | None, size: int) -> RangePlan:

@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mutabl
 from typing import Any
 from urllib.parse import parse_qs
 
-from ..protocol.errors import BadRequest, PayloadTooLarge, XferError
+from ..protocol.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, XferError
+from ..protocol.mediatypes import is_json
 from .metrics import METRICS
 
 Scope = MutableMapping[str, Any]
@@ -123,6 +124,11 @@ class Exchange:
                 return
 
     async def read_json(self, limit: int = MAX_JSON_BODY_BYTES) -> Any:
+        """The JSON body, or None when there is none; 415 unless it is sent
+        as JSON (`mediatypes.is_json`), an empty body with no type aside."""
+        content_type = self.headers.get("content-type")
+        if content_type is not None and not is_json(content_type):
+            raise UnsupportedMediaType("the body must be sent as application/json")
         chunks: list[bytes] = []
         size = 0
         async for chunk in self.iter_body():
@@ -130,6 +136,8 @@ class Exchange:
             if size > limit:
                 raise PayloadTooLarge(f"JSON body larger than {limit} bytes")
             chunks.append(chunk)
+        if chunks and content_type is None:
+            raise UnsupportedMediaType("the body must be sent as application/json")
         try:
             return json.loads(b"".join(chunks) or b"null")
         except (ValueError, UnicodeDecodeError):
