@@ -57,7 +57,7 @@ async def _in_thread_if_big(fn: Callable[[bytes], bytes], data: bytes) -> bytes:
     return await asyncio.get_running_loop().run_in_executor(None, fn, data)
 
 
-class _Output:
+class ArchiveOutput:
     """The response body: small pieces coalesced, big ones sent as they are,
     optionally through a gzip encoder; backpressure after every message."""
 
@@ -115,7 +115,7 @@ class _Output:
         await self.ex.body(b"", more=False)
 
 
-class _CrcBook:
+class CrcBook:
     """The CRCs one stored-zip response knows: from the cache, computed by
     reading (before the first byte, or in the background while it sends), or
     learned from the bytes it streams; new ones go to the cache at the end."""
@@ -195,7 +195,7 @@ async def send_stored_zip(ctx: Context, ex: Exchange, plan: ArchivePlan, sources
     assert plan.layout is not None
     start, stop = plan.span
     needs = plan_crc_needs(plan.layout, start, stop, upfront=plan.crc_upfront)
-    book = _CrcBook(ctx.crcs, sources)
+    book = CrcBook(ctx.crcs, sources)
     try:
         missing = await book.load(needs.ahead)
         # Files sent whole would teach us their CRC, but a cached one spares
@@ -210,7 +210,7 @@ async def send_stored_zip(ctx: Context, ex: Exchange, plan: ArchivePlan, sources
         else:
             book.compute_in_background(missing)
         await ex.start(plan.status, plan.headers)
-        out = _Output(ex, pacer=pacer)
+        out = ArchiveOutput(ex, pacer=pacer)
         for piece in layout.pieces(start, stop):
             await _send_piece(out, layout, piece, sources, book, piece.index in needs.streamed and piece.index not in book.known)
         await out.close()
@@ -218,14 +218,14 @@ async def send_stored_zip(ctx: Context, ex: Exchange, plan: ArchivePlan, sources
         await book.finish()
 
 
-async def _send_piece(out: _Output, layout: ZipLayout, piece: ZipPiece, sources: Sequence[SourceFile],
-                      book: _CrcBook, whole: bool) -> None:
+async def _send_piece(out: ArchiveOutput, layout: ZipLayout, piece: ZipPiece, sources: Sequence[SourceFile],
+                      book: CrcBook, whole: bool) -> None:
     i, lo, hi = piece.index, piece.start, piece.stop
     if piece.kind == "header":
         await out.add(layout.local_header(i)[lo:hi])
     elif piece.kind == "data":
         if hi > lo:
-            crc = await _send_file_bytes(out, sources[i], lo, hi, whole)
+            crc = await send_file_bytes(out, sources[i], lo, hi, whole)
             if crc is not None:
                 book.learn(i, crc)
     elif piece.kind == "descriptor":
@@ -236,7 +236,7 @@ async def _send_piece(out: _Output, layout: ZipLayout, piece: ZipPiece, sources:
         await out.add(layout.central_directory(crcs)[lo:hi])
 
 
-async def _send_file_bytes(out: _Output, src: SourceFile, start: int, stop: int, whole: bool) -> int | None:
+async def send_file_bytes(out: ArchiveOutput, src: SourceFile, start: int, stop: int, whole: bool) -> int | None:
     """Send file bytes [start, stop); with `whole`, return the file's CRC."""
     fd = open_source(src)
     try:
@@ -309,7 +309,7 @@ async def send_streamed(ex: Exchange, plan: ArchivePlan, sources: Sequence[Sourc
     else:
         writer, entries = TarWriter(), list(tar_entries(members))
     await ex.start(plan.status, plan.headers)
-    out = _Output(ex, GzipEncoder() if plan.kind == KIND_TAR_GZ else None, pacer)
+    out = ArchiveOutput(ex, GzipEncoder() if plan.kind == KIND_TAR_GZ else None, pacer)
     for src, entry in zip(sources, entries):
         await out.add(writer.start_entry(entry))  # type: ignore[arg-type]
         if src.member.size:
@@ -319,7 +319,7 @@ async def send_streamed(ex: Exchange, plan: ArchivePlan, sources: Sequence[Sourc
     await out.close()
 
 
-async def _stream_file(out: _Output, writer: ZipWriter | TarWriter, src: SourceFile) -> None:
+async def _stream_file(out: ArchiveOutput, writer: ZipWriter | TarWriter, src: SourceFile) -> None:
     fd = open_source(src)
     try:
         async for frame in iter_frames(fd, 0, src.member.size):

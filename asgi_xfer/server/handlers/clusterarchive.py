@@ -49,7 +49,7 @@ from ..context import Context
 from ..exchange import Exchange
 from ..metrics import METRICS
 from ..peers import Peer, PeerFailure
-from .archivebody import _CrcBook, _Output, _send_file_bytes
+from .archivebody import CrcBook, ArchiveOutput, send_file_bytes
 
 MANIFEST_ROUTE = "/cluster/manifest/"
 # The download name of a cluster archive of ROOT.
@@ -61,7 +61,7 @@ MAX_MANIFEST_BYTES = 64 << 20
 async def _local_listing(ctx: Context, base: RelPath, compute: bool) -> tuple[list[SourceFile], list[ManifestEntry]]:
     loop = asyncio.get_running_loop()
     sources = await loop.run_in_executor(None, collect_sources, ctx.tree, base, [])
-    book = _CrcBook(ctx.crcs, sources)
+    book = CrcBook(ctx.crcs, sources)
     try:
         missing = await book.load(frozenset(i for i, s in enumerate(sources) if s.member.size))
         if compute:
@@ -197,7 +197,7 @@ async def get_archive(ctx: Context, ex: Exchange, tail: str) -> None:
 async def _send(ctx: Context, ex: Exchange, plan: ArchivePlan, layout: ZipLayout, entries: Sequence[ClusterEntry],
                 nodes: _Nodes, known: dict[int, int], errors_text: bytes) -> None:
     await ex.start(plan.status, plan.headers)
-    out = _Output(ex)
+    out = ArchiveOutput(ex)
     for piece in layout.pieces(*plan.span):
         i, lo, hi = piece.index, piece.start, piece.stop
         if piece.kind == "header":
@@ -209,7 +209,7 @@ async def _send(ctx: Context, ex: Exchange, plan: ArchivePlan, layout: ZipLayout
                 continue
             whole = lo == 0 and hi == entry.member.size
             if entry.node_index == 0:
-                crc = await _send_file_bytes(out, nodes.sources[entry.source.path], lo, hi, whole)
+                crc = await send_file_bytes(out, nodes.sources[entry.source.path], lo, hi, whole)
             else:
                 crc = await _send_remote(ctx, out, ctx.peers.peers[entry.node_index - 1], entry, lo, hi, whole)
             if crc is not None:
@@ -222,7 +222,7 @@ async def _send(ctx: Context, ex: Exchange, plan: ArchivePlan, layout: ZipLayout
     await out.close()
 
 
-async def _send_remote(ctx: Context, out: _Output, peer: Peer, entry: ClusterEntry, lo: int, hi: int,
+async def _send_remote(ctx: Context, out: ArchiveOutput, peer: Peer, entry: ClusterEntry, lo: int, hi: int,
                        whole: bool) -> int | None:
     """File bytes [lo, hi) of a peer's entry, exactly those or an error."""
     assert entry.source is not None
